@@ -1,0 +1,48 @@
+import type { personaV1, ragV1, schedulerV1, sessionV1 } from '@chat/contracts';
+import type { Logger } from '@chat/logger';
+import type { ApiKeyAuth, WsTokens } from './auth.js';
+
+/*
+ * The slices of the service clients the gateway calls. The real clients of @chat/clients satisfy
+ * them structurally; tests pass in-memory fakes. Failures are AppError (NOT_FOUND for foreign ids).
+ */
+
+export interface PersonaApi {
+  createPersona(req: personaV1.DeepPartial<personaV1.CreatePersonaRequest>): Promise<personaV1.CreatePersonaResponse>;
+  getPersona(req: personaV1.DeepPartial<personaV1.GetPersonaRequest>): Promise<personaV1.GetPersonaResponse>;
+  listPersonas(req: personaV1.DeepPartial<personaV1.ListPersonasRequest>): Promise<personaV1.ListPersonasResponse>;
+}
+
+export interface SessionApi {
+  createSession(req: sessionV1.DeepPartial<sessionV1.CreateSessionRequest>): Promise<sessionV1.CreateSessionResponse>;
+  getSession(req: sessionV1.DeepPartial<sessionV1.GetSessionRequest>): Promise<sessionV1.GetSessionResponse>;
+  listMessages(req: sessionV1.DeepPartial<sessionV1.ListMessagesRequest>): Promise<sessionV1.ListMessagesResponse>;
+  sendMessage(req: sessionV1.DeepPartial<sessionV1.SendMessageRequest>): Promise<sessionV1.SendMessageResponse>;
+}
+
+export interface RagApi {
+  ingestText(req: ragV1.DeepPartial<ragV1.IngestTextRequest>): Promise<ragV1.IngestTextResponse>;
+  getIngestJob(req: ragV1.DeepPartial<ragV1.GetIngestJobRequest>): Promise<ragV1.GetIngestJobResponse>;
+  retrieveDocuments(req: ragV1.DeepPartial<ragV1.RetrieveDocumentsRequest>): Promise<ragV1.RetrieveDocumentsResponse>;
+}
+
+export interface SchedulerApi {
+  cancelReply(req: schedulerV1.DeepPartial<schedulerV1.CancelReplyRequest>): Promise<schedulerV1.CancelReplyResponse>;
+}
+
+/** GatewayDeps is everything buildApp needs; all of it can be faked. */
+export interface GatewayDeps {
+  persona: PersonaApi;
+  session: SessionApi;
+  rag: RagApi;
+  scheduler: SchedulerApi;
+  auth: ApiKeyAuth;
+  tokens: WsTokens;
+  logger: Logger;
+  /** Largest request body in bytes (default 1 MiB). */
+  maxBodyBytes?: number;
+  /** WebSocket heartbeat period (default 30 s); a socket that misses one pong is terminated. */
+  heartbeatMs?: number;
+  /** bufferedAmount above which a slow WebSocket is closed with 1013 (default 1 MiB). */
+  maxBufferedBytes?: number;
+}

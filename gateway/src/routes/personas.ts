@@ -1,0 +1,151 @@
+import type { FastifyInstance } from 'fastify';
+import { ragV1 } from '@chat/contracts';
+import { AppError } from '@chat/errors';
+import type { GatewayDeps } from '../deps.js';
+import { documentToJson, jobToJson, personaToJson, settingsFromJson, type SettingsJson } from '../json.js';
+import { params, queryInt, settings } from '../schemas.js';
+import { intParam } from './util.js';
+
+interface CreatePersonaBody {
+  name: string;
+  system_prompt: string;
+  background?: string;
+  api_profile_id?: string;
+  settings?: SettingsJson;
+}
+
+/** personaRoutes: personas, their knowledge ingestion and the retrieval test. */
+export function personaRoutes(app: FastifyInstance, deps: GatewayDeps): void {
+  app.post(
+    '/personas',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          required: ['name', 'system_prompt'],
+          additionalProperties: false,
+          properties: {
+            name: { type: 'string', minLength: 1, maxLength: 200 },
+            system_prompt: { type: 'string', maxLength: 20_000 },
+            background: { type: 'string', maxLength: 200_000 },
+            api_profile_id: { type: 'string', minLength: 1, maxLength: 100 },
+            settings,
+          },
+        },
+      },
+    },
+    async (req, reply) => {
+      const body = req.body as CreatePersonaBody;
+      const res = await deps.persona.createPersona({
+        ownerId: req.ownerId,
+        name: body.name,
+        systemPrompt: body.system_prompt,
+        background: body.background ?? '',
+        apiProfileId: body.api_profile_id,
+        settings: settingsFromJson(body.settings),
+      });
+      return reply.code(201).send(personaToJson(res.persona));
+    },
+  );
+
+  app.get(
+    '/personas',
+    {
+      schema: {
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { page_size: queryInt(200), page_token: { type: 'string', maxLength: 500 } },
+        },
+      },
+    },
+    async (req) => {
+      const q = req.query as { page_size?: string; page_token?: string };
+      const res = await deps.persona.listPersonas({
+        ownerId: req.ownerId,
+        pageSize: intParam('page_size', q.page_size, 1, 200) ?? 50,
+        pageToken: q.page_token ?? '',
+      });
+      return { personas: res.personas.map(personaToJson), next_page_token: res.nextPageToken };
+    },
+  );
+
+  app.get('/personas/:id', { schema: { params: params('id') } }, async (req) => {
+    const { id } = req.params as { id: string };
+    const res = await deps.persona.getPersona({ ownerId: req.ownerId, id });
+    return personaToJson(res.persona);
+  });
+
+  app.post(
+    '/personas/:id/ingest_text',
+    {
+      schema: {
+        params: params('id'),
+        body: {
+          type: 'object',
+          required: ['text'],
+          additionalProperties: false,
+          properties: {
+            text: { type: 'string', minLength: 1, maxLength: 5_000_000 },
+            title: { type: 'string', maxLength: 500 },
+            source: { type: 'string', maxLength: 2_000 },
+          },
+        },
+      },
+    },
+    async (req, reply) => {
+      const { id } = req.params as { id: string };
+      const body = req.body as { text: string; title?: string; source?: string };
+      // 404 for unknown or foreign personas before anything is queued.
+      await deps.persona.getPersona({ ownerId: req.ownerId, id });
+      const res = await deps.rag.ingestText({
+        ownerId: req.ownerId,
+        personaId: id,
+        text: body.text,
+        title: body.title ?? '',
+        source: body.source ?? '',
+        kind: ragV1.SourceKind.SOURCE_KIND_TEXT,
+      });
+      return reply.code(202).send({ job_id: res.jobId });
+    },
+  );
+
+  app.get('/ingest_jobs/:job_id', { schema: { params: params('job_id') } }, async (req) => {
+    const { job_id } = req.params as { job_id: string };
+    const res = await deps.rag.getIngestJob({ ownerId: req.ownerId, jobId: job_id });
+    if (!res.job) throw AppError.notFound('ingest job', job_id);
+    return jobToJson(res.job);
+  });
+
+  app.post(
+    '/personas/:id/search',
+    {
+      schema: {
+        params: params('id'),
+        body: {
+          type: 'object',
+          required: ['query'],
+          additionalProperties: false,
+          properties: {
+            query: { type: 'string', minLength: 1, maxLength: 4_000 },
+            top_k: { type: 'integer', minimum: 1, maximum: 50 },
+          },
+        },
+      },
+    },
+    async (req) => {
+      const { id } = req.params as { id: string };
+      const body = req.body as { query: string; top_k?: number };
+      const { persona } = await deps.persona.getPersona({ ownerId: req.ownerId, id });
+      const retrieval = persona?.settings?.retrieval;
+      const res = await deps.rag.retrieveDocuments({
+        ownerId: req.ownerId,
+        personaId: id,
+        query: body.query,
+        topK: body.top_k ?? retrieval?.topK ?? 5,
+        scoreThreshold: retrieval?.scoreThreshold,
+      });
+      return { results: res.documents.map(documentToJson) };
+    },
+  );
+}

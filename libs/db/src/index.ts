@@ -1,0 +1,4 @@
+export { connectDatabase, migrate, type Database, type Migration } from './database.js';
+export { Outbox, outboxMigration } from './outbox.js';
+export { freePort, startEmbeddedPostgres, type EmbeddedPostgres } from './embedded.js';
+export { QueryTypes, Sequelize, DataTypes, Model, Op, UniqueConstraintError, type Transaction } from 'sequelize';

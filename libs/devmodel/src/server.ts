@@ -1,0 +1,200 @@
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from '@chat/logger';
+import { devReply, splitForStream, type WireMessage } from './reply.js';
+import type { LlmEndpoint } from './endpoint.js';
+
+/** The model id the development model answers as. */
+export const DEV_MODEL_ID = 'dev-echo';
+/** The API key the development model's endpoint carries; the server does not check it. */
+export const DEV_MODEL_API_KEY = 'dev-model-no-key';
+
+/** Largest request body the development model reads. */
+const MAX_BODY_BYTES = 8 * 1024 * 1024;
+
+/** DevModelOptions configure startDevModel. */
+export interface DevModelOptions {
+  /** Loopback host to bind; 127.0.0.1 by default. */
+  host?: string;
+  /** Port to bind; 0 (any free port) by default. */
+  port?: number;
+  logger: Logger;
+  /** Pause between streamed chunks, to make streaming visible; 0 by default. */
+  tokenDelayMs?: number;
+}
+
+/** DevModel is a running development model. */
+export interface DevModel {
+  endpoint: LlmEndpoint;
+  stop(): Promise<void>;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly type = 'invalid_request_error',
+    readonly code: string | null = null,
+  ) {
+    super(message);
+  }
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const data = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) });
+  res.end(data);
+}
+
+function sendError(res: ServerResponse, err: HttpError): void {
+  sendJson(res, err.status, { error: { message: err.message, type: err.type, param: null, code: err.code } });
+}
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const parts: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY_BYTES) {
+        reject(new HttpError(413, `request body is larger than ${MAX_BODY_BYTES} bytes`, 'invalid_request_error', 'request_too_large'));
+        req.destroy();
+        return;
+      }
+      parts.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(parts).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+interface ChatRequest {
+  model: string;
+  messages: WireMessage[];
+  stream: boolean;
+}
+
+/** parseChatRequest checks a chat completion body the way the real API would, roughly. */
+function parseChatRequest(raw: string): ChatRequest {
+  let body: unknown;
+  try {
+    body = JSON.parse(raw);
+  } catch {
+    throw new HttpError(400, 'the request body is not valid JSON', 'invalid_request_error', 'invalid_json');
+  }
+  if (!body || typeof body !== 'object' || Array.isArray(body)) throw new HttpError(400, 'the request body must be a JSON object');
+  const b = body as Record<string, unknown>;
+  if (!Array.isArray(b.messages) || b.messages.length === 0) {
+    throw new HttpError(400, "'messages' is required and must be a non-empty array", 'invalid_request_error', 'missing_required_parameter');
+  }
+  for (const [i, m] of b.messages.entries()) {
+    if (!m || typeof m !== 'object' || typeof (m as { role?: unknown }).role !== 'string') {
+      throw new HttpError(400, `messages[${i}] must be an object with a string 'role'`, 'invalid_request_error', 'invalid_value');
+    }
+  }
+  if (b.stream !== undefined && typeof b.stream !== 'boolean') throw new HttpError(400, "'stream' must be a boolean", 'invalid_request_error', 'invalid_type');
+  return {
+    model: typeof b.model === 'string' && b.model ? b.model : DEV_MODEL_ID,
+    messages: b.messages as WireMessage[],
+    stream: b.stream === true,
+  };
+}
+
+/**
+ * startDevModel runs the built-in development model: an OpenAI-compatible HTTP server on loopback
+ * (`POST /v1/chat/completions`, streamed or not, and `GET /v1/models`). Its replies are labelled
+ * `[development model]` and quote the knowledge passages the RAG prompt carries.
+ */
+export async function startDevModel(options: DevModelOptions): Promise<DevModel> {
+  const host = options.host ?? '127.0.0.1';
+  const delay = options.tokenDelayMs ?? 0;
+  const logger = options.logger;
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const path = (req.url ?? '/').split('?')[0]!.replace(/\/+$/, '');
+    if (req.method === 'GET' && path === '/v1/models') {
+      sendJson(res, 200, { object: 'list', data: [{ id: DEV_MODEL_ID, object: 'model', created: 0, owned_by: 'development' }] });
+      return;
+    }
+    if (req.method === 'GET' && path === `/v1/models/${DEV_MODEL_ID}`) {
+      sendJson(res, 200, { id: DEV_MODEL_ID, object: 'model', created: 0, owned_by: 'development' });
+      return;
+    }
+    if (path === '/v1/chat/completions') {
+      if (req.method !== 'POST') throw new HttpError(405, 'use POST for chat completions', 'invalid_request_error', 'method_not_allowed');
+      const chat = parseChatRequest(await readBody(req));
+      const reply = devReply(chat.messages);
+      const id = `chatcmpl-dev-${randomUUID()}`;
+      const created = Math.floor(Date.now() / 1000);
+      if (!chat.stream) {
+        const promptTokens = chat.messages.reduce((n, m) => n + JSON.stringify(m.content ?? '').split(/\s+/).length, 0);
+        const completionTokens = reply.split(/\s+/).length;
+        sendJson(res, 200, {
+          id,
+          object: 'chat.completion',
+          created,
+          model: DEV_MODEL_ID,
+          choices: [{ index: 0, message: { role: 'assistant', content: reply, refusal: null }, logprobs: null, finish_reason: 'stop' }],
+          usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens },
+        });
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
+      let closed = false;
+      res.on('close', () => {
+        closed = true;
+      });
+      const chunk = (delta: Record<string, string>, finish: string | null) =>
+        `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model: DEV_MODEL_ID, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }] })}\n\n`;
+      res.write(chunk({ role: 'assistant', content: '' }, null));
+      for (const piece of splitForStream(reply)) {
+        if (closed) return;
+        if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+        res.write(chunk({ content: piece }, null));
+      }
+      if (closed) return;
+      res.write(chunk({}, 'stop'));
+      res.end('data: [DONE]\n\n');
+      return;
+    }
+    throw new HttpError(404, `unknown path ${req.method ?? ''} ${path}`, 'invalid_request_error', 'unknown_url');
+  };
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      if (err instanceof HttpError) sendError(res, err);
+      else {
+        logger.error('development model failed', { err });
+        sendError(res, new HttpError(500, 'the development model failed', 'server_error', 'internal_error'));
+      }
+    });
+  });
+  server.keepAliveTimeout = 5_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const urlHost = host.includes(':') ? `[${host}]` : host;
+  const endpoint: LlmEndpoint = { baseUrl: `http://${urlHost}:${port}/v1`, apiKey: DEV_MODEL_API_KEY, model: DEV_MODEL_ID, development: true };
+  logger.info('development model is running (replies are labelled, not a real language model)', { baseUrl: endpoint.baseUrl, model: DEV_MODEL_ID });
+
+  let stopping: Promise<void> | undefined;
+  return {
+    endpoint,
+    stop: () =>
+      (stopping ??= new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+        setTimeout(() => server.closeAllConnections(), 2_000).unref();
+      })),
+  };
+}

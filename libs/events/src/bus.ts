@@ -1,0 +1,60 @@
+/** EventRecord is one event as a consumer sees it. */
+export interface EventRecord {
+  topic: string;
+  key: string;
+  value: Uint8Array;
+  headers: Record<string, string>;
+}
+
+/** OutgoingEvent is one event to publish; key decides ordering (same key, same order). */
+export interface OutgoingEvent {
+  key: string;
+  value: Uint8Array;
+  headers?: Record<string, string>;
+}
+
+/** SubscribeOptions describe one consumer of a topic. */
+export interface SubscribeOptions {
+  topics: string[];
+  /** Consumers with the same group share the events; each group gets every event once. */
+  groupId: string;
+  /** Called one event at a time per key; a rejection is retried with backoff. */
+  handler: (event: EventRecord) => Promise<void>;
+  /** Attempts before an event is given up on (logged and skipped). */
+  maxAttempts?: number;
+}
+
+/** Subscription is a running consumer. */
+export interface Subscription {
+  /** Stops taking new events and waits for the ones in progress. */
+  stop(): Promise<void>;
+  /** Rejects if the consumer dies and cannot recover. */
+  crashed: Promise<never>;
+}
+
+/** TopicSpec names a topic and its partition count. */
+export interface TopicSpec {
+  name: string;
+  partitions: number;
+}
+
+/** EventBus is the port every service uses for the event log: Kafka in production, in-process by default. */
+export interface EventBus {
+  readonly kind: 'kafka' | 'in-process';
+  ensureTopics(topics: TopicSpec[]): Promise<void>;
+  publish(topic: string, events: OutgoingEvent[]): Promise<void>;
+  subscribe(options: SubscribeOptions): Promise<Subscription>;
+  close(): Promise<void>;
+}
+
+/** Topics of the mesh. Keys: persona id for persona events, session id for the others. */
+export const Topics = {
+  personaEvents: 'chat.persona.events.v1',
+  messages: 'chat.messages.v1',
+  replies: 'chat.replies.v1',
+} as const;
+
+/** backoffMs is exponential backoff with full jitter, capped. */
+export function backoffMs(attempt: number, baseMs = 100, capMs = 5_000): number {
+  return Math.random() * Math.min(capMs, baseMs * 2 ** (attempt - 1));
+}

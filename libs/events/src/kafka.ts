@@ -1,0 +1,139 @@
+import { Kafka, logLevel, type Consumer, type Producer, type LogEntry } from 'kafkajs';
+import { getLogger } from '@chat/logger';
+import { backoffMs, type EventBus, type EventRecord, type OutgoingEvent, type SubscribeOptions, type Subscription, type TopicSpec } from './bus.js';
+
+/** KafkaBusOptions configure the Kafka adapter. */
+export interface KafkaBusOptions {
+  brokers: string[];
+  clientId: string;
+  /** How long a fetch waits for data; kafkajs' default of 5 s would delay events by seconds. */
+  maxWaitTimeMs?: number;
+}
+
+/**
+ * KafkaBus is the event log on Apache Kafka: an idempotent producer with one request in flight
+ * (so retries never reorder a partition), consumers with short fetch waits, per-partition order.
+ */
+export class KafkaBus implements EventBus {
+  readonly kind = 'kafka' as const;
+  private readonly kafka: Kafka;
+  private producer: Producer | undefined;
+  private producerReady: Promise<Producer> | undefined;
+  private readonly consumers = new Set<Consumer>();
+  private readonly logger = getLogger('bus');
+
+  constructor(private readonly options: KafkaBusOptions) {
+    const log = this.logger;
+    this.kafka = new Kafka({
+      clientId: options.clientId,
+      brokers: options.brokers,
+      connectionTimeout: 3_000,
+      requestTimeout: 10_000,
+      retry: { initialRetryTime: 100, retries: 8 },
+      logLevel: logLevel.WARN,
+      logCreator:
+        () =>
+        ({ level, log: entry }: LogEntry) => {
+          const { message, ...rest } = entry;
+          log.log(level === logLevel.ERROR ? 'error' : level === logLevel.WARN ? 'warn' : 'debug', `kafka: ${message}`, rest);
+        },
+    });
+  }
+
+  async ensureTopics(topics: TopicSpec[]): Promise<void> {
+    const admin = this.kafka.admin();
+    await admin.connect();
+    try {
+      const existing = new Set(await admin.listTopics());
+      const missing = topics.filter((t) => !existing.has(t.name));
+      if (missing.length > 0) {
+        await admin.createTopics({
+          waitForLeaders: true,
+          topics: missing.map((t) => ({ topic: t.name, numPartitions: t.partitions, replicationFactor: -1 })),
+        });
+      }
+    } finally {
+      await admin.disconnect();
+    }
+  }
+
+  private getProducer(): Promise<Producer> {
+    this.producerReady ??= (async () => {
+      const p = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+      await p.connect();
+      this.producer = p;
+      return p;
+    })().catch((err: unknown) => {
+      this.producerReady = undefined;
+      throw err;
+    });
+    return this.producerReady;
+  }
+
+  async publish(topic: string, events: OutgoingEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    const producer = await this.getProducer();
+    await producer.send({
+      topic,
+      messages: events.map((e) => ({ key: e.key, value: Buffer.from(e.value), headers: e.headers })),
+    });
+  }
+
+  async subscribe(options: SubscribeOptions): Promise<Subscription> {
+    const consumer = this.kafka.consumer({
+      groupId: options.groupId,
+      maxWaitTimeInMs: this.options.maxWaitTimeMs ?? 20,
+      sessionTimeout: 10_000,
+      heartbeatInterval: 1_000,
+      rebalanceTimeout: 10_000,
+      allowAutoTopicCreation: false,
+    });
+    this.consumers.add(consumer);
+    let rejectCrash!: (err: Error) => void;
+    const crashed = new Promise<never>((_, reject) => {
+      rejectCrash = reject;
+    });
+    crashed.catch(() => {});
+    consumer.on(consumer.events.CRASH, (e) => {
+      if (!e.payload.restart) rejectCrash(e.payload.error);
+    });
+    await consumer.connect();
+    for (const topic of options.topics) await consumer.subscribe({ topic, fromBeginning: false });
+    const max = options.maxAttempts ?? 5;
+    await consumer.run({
+      partitionsConsumedConcurrently: 8,
+      eachMessage: async ({ topic, message }) => {
+        const headers: Record<string, string> = {};
+        for (const [k, v] of Object.entries(message.headers ?? {})) if (v !== undefined) headers[k] = Array.isArray(v) ? String(v[0]) : String(v);
+        const record: EventRecord = { topic, key: message.key?.toString() ?? '', value: message.value ?? new Uint8Array(), headers };
+        for (let attempt = 1; ; attempt++) {
+          try {
+            await options.handler(record);
+            return;
+          } catch (err) {
+            if (attempt >= max) {
+              this.logger.error('event handler failed; event skipped', { topic, key: record.key, group: options.groupId, attempts: attempt, err });
+              return;
+            }
+            await new Promise((r) => setTimeout(r, backoffMs(attempt)));
+          }
+        }
+      },
+    });
+    return {
+      stop: async () => {
+        this.consumers.delete(consumer);
+        await consumer.disconnect();
+      },
+      crashed,
+    };
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.consumers].map((c) => c.disconnect()));
+    this.consumers.clear();
+    if (this.producer) await this.producer.disconnect();
+    this.producer = undefined;
+    this.producerReady = undefined;
+  }
+}

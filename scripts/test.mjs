@@ -1,0 +1,39 @@
+// Runs every compiled mocha test of the workspace (unit tests first, end-to-end last) and ends
+// with one plain summary line: "N passed, N failed". Exits non-zero on any failure, and, under
+// CI=true, on any pending (skipped) test: in CI nothing may skip.
+import { existsSync, readdirSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Mocha from 'mocha';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+// Node 20 has no fs.glob: walk each package's dist/test for *.test.js.
+function walk(dir) {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? walk(join(dir, e.name)) : e.name.endsWith('.test.js') ? [join(dir, e.name)] : [],
+  );
+}
+const packages = ['libs', 'services'].flatMap((d) => readdirSync(join(root, d)).map((p) => join(d, p))).concat(['gateway']);
+const grep = process.argv.slice(2).find((a) => !a.startsWith('-'));
+let files = packages.flatMap((p) => walk(join(root, p, 'dist', 'test')).map((f) => relative(root, f)));
+if (grep) files = files.filter((f) => f.includes(grep));
+// End-to-end suites last: they start whole systems.
+files.sort((a, b) => Number(a.includes('/e2e/')) - Number(b.includes('/e2e/')) || a.localeCompare(b));
+
+const mocha = new Mocha({ reporter: 'spec', timeout: 20_000, forbidOnly: true });
+for (const f of files) mocha.addFile(join(root, f));
+await mocha.loadFilesAsync();
+console.log(`running ${files.length} test files:\n  ${files.map((f) => relative(root, join(root, f))).join('\n  ')}`);
+const runner = mocha.run((failures) => {
+  const stats = runner.stats;
+  const passes = stats?.passes ?? 0;
+  const pending = stats?.pending ?? 0;
+  const failed = stats?.failures ?? failures;
+  const skipped = pending ? `, ${pending} skipped` : '';
+  console.log(`\n${passes} passed, ${failed} failed${skipped}`);
+  const ci = process.env.CI === 'true';
+  process.exitCode = failed > 0 || (ci && pending > 0) || passes === 0 ? 1 : 0;
+  // Test servers may keep handles open; the summary is printed, so leave.
+  setTimeout(() => process.exit(process.exitCode), 200).unref();
+});

@@ -1,0 +1,34 @@
+import { hostname } from 'node:os';
+import { defineConfig, env } from '@chat/config';
+import { InProcessBus, KafkaBus, Topics, type EventBus } from '@chat/events';
+import { defineModule } from '@chat/runtime';
+import { ALL_TARGETS } from './targets.js';
+
+/** Where the event log is; unset means the in-process bus (valid only in `all` mode). */
+export const busConfig = defineConfig({
+  KAFKA_BROKERS: env.addressList().optional(),
+  KAFKA_PARTITIONS: env.positiveInt().default(8),
+  KAFKA_FETCH_WAIT_MS: env.millis().default(20),
+});
+
+/** busModule provides the event bus: Kafka when KAFKA_BROKERS is set, else the in-process bus. */
+export const busModule = defineModule<EventBus>({
+  name: 'bus',
+  config: [busConfig],
+  async init(ctx) {
+    const cfg = ctx.config(busConfig);
+    let bus: EventBus;
+    if (cfg.KAFKA_BROKERS) {
+      bus = new KafkaBus({ brokers: cfg.KAFKA_BROKERS, clientId: `chat-mesh-${hostname()}-${process.pid}`, maxWaitTimeMs: cfg.KAFKA_FETCH_WAIT_MS });
+      await bus.ensureTopics(Object.values(Topics).map((name) => ({ name, partitions: cfg.KAFKA_PARTITIONS })));
+      ctx.logger.info('event bus: kafka', { brokers: cfg.KAFKA_BROKERS });
+    } else {
+      if (!ALL_TARGETS.every((t) => ctx.targets.has(t))) {
+        throw new Error('KAFKA_BROKERS is required: the in-process bus only serves --target=all (one process for every component)');
+      }
+      bus = new InProcessBus();
+      ctx.logger.info('event bus: in-process');
+    }
+    return { value: bus, stop: () => bus.close() };
+  },
+});

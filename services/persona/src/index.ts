@@ -1,0 +1,48 @@
+import { personaV1 } from '@chat/contracts';
+import type { ServiceEndpoint } from '@chat/clients';
+import { migrate, Outbox, type Database } from '@chat/db';
+import type { EventBus } from '@chat/events';
+import { startGrpcServer, wrapImplementation } from '@chat/grpc';
+import { defineModule } from '@chat/runtime';
+import { PersonaRepository } from './adapters/postgres/persona-repo.js';
+import { migrations, SCHEMA } from './adapters/postgres/migrations.js';
+import { personaConfig } from './config.js';
+import { personaHandlers } from './handlers/persona-handlers.js';
+
+export { personaConfig } from './config.js';
+export { validateNewPersona, type NewPersona, type Persona, type PersonaSettings } from './domain/persona.js';
+
+/** personaModule runs the persona service: personas in PostgreSQL, events through its outbox. */
+export const personaModule = defineModule<ServiceEndpoint>({
+  name: 'persona',
+  target: true,
+  description: 'personas and their settings (gRPC chat.persona.v1.PersonaService)',
+  deps: ['database', 'bus'],
+  config: [personaConfig],
+  async init(ctx) {
+    const cfg = ctx.config(personaConfig);
+    const { sequelize } = ctx.get<Database>('database');
+    await migrate(sequelize, SCHEMA, migrations, ctx.logger);
+    const outbox = new Outbox(sequelize, SCHEMA, ctx.get<EventBus>('bus'), ctx.logger);
+    outbox.start();
+    const repo = new PersonaRepository(sequelize, outbox);
+    const server = await startGrpcServer({
+      address: cfg.PERSONA_GRPC_LISTEN,
+      logger: ctx.logger,
+      services: [
+        {
+          name: 'chat.persona.v1.PersonaService',
+          definition: personaV1.PersonaServiceService,
+          implementation: wrapImplementation(personaV1.PersonaServiceService, personaHandlers(repo), ctx.logger),
+        },
+      ],
+    });
+    return {
+      value: { address: server.address },
+      stop: async () => {
+        await server.stop();
+        await outbox.stop();
+      },
+    };
+  },
+});

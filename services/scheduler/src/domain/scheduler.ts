@@ -1,0 +1,155 @@
+import { eventsV1, ragV1, sessionV1 } from '@chat/contracts';
+import { AppError, Code, toAppError } from '@chat/errors';
+import type { Logger } from '@chat/logger';
+import { ReplyPublisher } from './reply-publisher.js';
+import type { SchedulerPorts } from './ports.js';
+
+/** SchedulerOptions tune the scheduler. */
+export interface SchedulerOptions {
+  replyTimeoutMs: number;
+  idleEvictMs: number;
+  historyTurns: number;
+}
+
+/**
+ * RuntimeSession is the sticky execution context of one active session: its messages run one at a
+ * time in arrival order, and it keeps the session's event sequence number.
+ */
+class RuntimeSession {
+  /** The last seq published for this session; undefined until read from the session service. */
+  seq: number | undefined;
+  tail: Promise<void> = Promise.resolve();
+  queued = 0;
+  lastActive = Date.now();
+  constructor(readonly id: string) {}
+}
+
+/** Scheduler runs user messages through RuntimeSessions and publishes the replies as events. */
+export class Scheduler {
+  private readonly sessions = new Map<string, RuntimeSession>();
+  private readonly inFlight = new Map<string, { ownerId: string; sessionId: string; controller: AbortController }>();
+  private readonly evictTimer: NodeJS.Timeout;
+  private completed = 0;
+  private failed = 0;
+
+  constructor(
+    private readonly ports: SchedulerPorts,
+    private readonly options: SchedulerOptions,
+    private readonly logger: Logger,
+  ) {
+    this.evictTimer = setInterval(() => this.evictIdle(), Math.min(options.idleEvictMs, 60_000));
+    this.evictTimer.unref();
+  }
+
+  /** push enqueues a message on its session's RuntimeSession; resolves when its outcome is published. */
+  push(message: eventsV1.MessageCreated): Promise<void> {
+    let rs = this.sessions.get(message.sessionId);
+    if (!rs) {
+      rs = new RuntimeSession(message.sessionId);
+      this.sessions.set(message.sessionId, rs);
+    }
+    const runtime = rs;
+    runtime.queued++;
+    const run = runtime.tail.then(() => this.run(runtime, message));
+    runtime.tail = run.catch(() => {});
+    return run.finally(() => {
+      runtime.queued--;
+      runtime.lastActive = Date.now();
+    });
+  }
+
+  /** cancel stops a queued or running reply of this replica. */
+  cancel(ownerId: string, sessionId: string, replyId: string): boolean {
+    const f = this.inFlight.get(replyId);
+    if (!f || f.ownerId !== ownerId || f.sessionId !== sessionId) return false;
+    f.controller.abort();
+    return true;
+  }
+
+  /** stats is a snapshot for GetStats and metrics. */
+  stats() {
+    let queued = 0;
+    for (const rs of this.sessions.values()) queued += Math.max(0, rs.queued - (this.runningIn(rs.id) ? 1 : 0));
+    return { runtimeSessions: this.sessions.size, queued, inFlight: this.inFlight.size, completed: this.completed, failed: this.failed };
+  }
+
+  /** stop ends the eviction timer and aborts replies in progress. */
+  stop(): void {
+    clearInterval(this.evictTimer);
+    for (const f of this.inFlight.values()) f.controller.abort();
+  }
+
+  private runningIn(sessionId: string): boolean {
+    for (const f of this.inFlight.values()) if (f.sessionId === sessionId) return true;
+    return false;
+  }
+
+  private evictIdle(): void {
+    const now = Date.now();
+    for (const [id, rs] of this.sessions) if (rs.queued === 0 && now - rs.lastActive > this.options.idleEvictMs) this.sessions.delete(id);
+  }
+
+  /** run is RuntimeSession.run: resolve persona and history, generate, publish every step. */
+  private async run(rs: RuntimeSession, m: eventsV1.MessageCreated): Promise<void> {
+    const controller = new AbortController();
+    this.inFlight.set(m.replyId, { ownerId: m.ownerId, sessionId: m.sessionId, controller });
+    const publisher = new ReplyPublisher(m.sessionId, (id, events) => this.ports.publish(id, events));
+    const base = { sessionId: m.sessionId, replyId: m.replyId, messageId: m.messageId, ownerId: m.ownerId };
+    const next = (kind: eventsV1.ReplyEvent['kind']) => {
+      rs.seq = (rs.seq ?? 0) + 1;
+      publisher.push(eventsV1.ReplyEvent.fromPartial({ ...base, seq: rs.seq, kind } as eventsV1.ReplyEvent));
+    };
+    try {
+      const { session, recentMessages } = await this.ports.getSession({ ownerId: m.ownerId, id: m.sessionId, recentLimit: 200 });
+      rs.seq = Math.max(rs.seq ?? 0, session?.lastSeq ?? 0);
+      if (recentMessages.some((x) => x.id === m.replyId)) {
+        this.logger.info('reply already recorded; redelivered message skipped', { reply_id: m.replyId });
+        return;
+      }
+      const { persona } = await this.ports.getPersona({ ownerId: m.ownerId, id: m.personaId });
+      if (!persona) throw AppError.notFound('persona', m.personaId);
+      const at = recentMessages.findIndex((x) => x.id === m.messageId);
+      const history = (at >= 0 ? recentMessages.slice(0, at) : recentMessages)
+        .filter((x) => x.status === sessionV1.MessageStatus.MESSAGE_STATUS_COMPLETED && x.content)
+        .slice(-this.options.historyTurns)
+        .map((x) => ({ role: x.role === sessionV1.Role.ROLE_USER ? ragV1.ChatRole.CHAT_ROLE_USER : ragV1.ChatRole.CHAT_ROLE_ASSISTANT, content: x.content }));
+      const r = persona.settings?.retrieval;
+      const stream = this.ports.generate(
+        {
+          ownerId: m.ownerId,
+          personaId: m.personaId,
+          sessionId: m.sessionId,
+          replyId: m.replyId,
+          systemPrompt: persona.systemPrompt,
+          history,
+          userMessage: m.content,
+          temperature: persona.settings?.temperature,
+          maxTokens: persona.settings?.maxTokens,
+          topK: r?.topK ?? 5,
+          scoreThreshold: r?.scoreThreshold,
+        },
+        { deadlineMs: this.options.replyTimeoutMs, signal: controller.signal },
+      );
+      let completed = false;
+      for await (const item of stream) {
+        if (item.item?.$case === 'delta') next({ $case: 'delta', value: { text: item.item.value.text } });
+        else if (item.item?.$case === 'completed') {
+          next({ $case: 'completed', value: item.item.value });
+          completed = true;
+        }
+      }
+      if (!completed) throw AppError.unavailable('the reply stream ended without completing');
+      await publisher.flush();
+      this.completed++;
+    } catch (err) {
+      const app = controller.signal.aborted ? new AppError(Code.Cancelled, 'the reply was cancelled', { reason: 'cancelled' }) : toAppError(err);
+      if (app.code === Code.Internal) this.logger.error('reply failed', { reply_id: m.replyId, err: app.cause ?? app });
+      else this.logger.warn('reply failed', { reply_id: m.replyId, code: app.reason, message: app.message });
+      this.failed++;
+      next({ $case: 'failed', value: { code: app.code === Code.Internal ? 'internal' : app.reason, message: app.code === Code.Internal ? 'internal error' : app.message } });
+      await publisher.flush();
+    } finally {
+      this.inFlight.delete(m.replyId);
+    }
+  }
+}

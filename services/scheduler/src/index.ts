@@ -1,0 +1,80 @@
+import { eventsV1, schedulerV1 } from '@chat/contracts';
+import { PersonaClient, RagClient, resolveTarget, SessionClient, targetsConfig, type ServiceEndpoint } from '@chat/clients';
+import { encodeEvent, traceHeaders, Topics, type EventBus } from '@chat/events';
+import { startGrpcServer, wrapImplementation } from '@chat/grpc';
+import { withContext, newTraceId } from '@chat/logger';
+import { defineModule } from '@chat/runtime';
+import { schedulerConfig } from './config.js';
+import { Scheduler } from './domain/scheduler.js';
+import { schedulerHandlers } from './handlers/scheduler-handlers.js';
+
+export { schedulerConfig } from './config.js';
+export { Scheduler, type SchedulerOptions } from './domain/scheduler.js';
+export type { SchedulerPorts } from './domain/ports.js';
+
+/** schedulerModule consumes message events, runs RuntimeSessions and publishes reply events. */
+export const schedulerModule = defineModule<ServiceEndpoint>({
+  name: 'scheduler',
+  target: true,
+  description: 'RuntimeSessions: consumes messages, generates through rag, publishes replies (gRPC chat.scheduler.v1.SchedulerService)',
+  deps: ['bus'],
+  after: ['persona', 'session', 'rag'],
+  config: [schedulerConfig, targetsConfig],
+  async init(ctx) {
+    const cfg = ctx.config(schedulerConfig);
+    const bus = ctx.get<EventBus>('bus');
+    const personas = new PersonaClient(resolveTarget(ctx, 'persona'));
+    const sessions = new SessionClient(resolveTarget(ctx, 'session'));
+    const rag = new RagClient(resolveTarget(ctx, 'rag'));
+    const scheduler = new Scheduler(
+      {
+        getPersona: (req) => personas.getPersona(req),
+        getSession: (req) => sessions.getSession(req),
+        generate: (req, options) => rag.generate(req, options),
+        publish: (sessionId, events) =>
+          bus.publish(
+            Topics.replies,
+            events.map((e) => ({ key: sessionId, value: encodeEvent(eventsV1.ReplyEvent, e), headers: traceHeaders({ 'event-type': `reply.${e.kind?.$case ?? 'unknown'}` }) })),
+          ),
+      },
+      { replyTimeoutMs: cfg.SCHEDULER_REPLY_TIMEOUT_MS, idleEvictMs: cfg.SCHEDULER_IDLE_EVICT_MS, historyTurns: cfg.SCHEDULER_HISTORY_TURNS },
+      ctx.logger,
+    );
+    const subscription = await bus.subscribe({
+      topics: [Topics.messages],
+      groupId: 'scheduler',
+      handler: async (record) => {
+        let message: eventsV1.MessageCreated;
+        try {
+          message = eventsV1.MessageCreated.decode(record.value);
+        } catch (err) {
+          ctx.logger.error('undecodable message event skipped', { key: record.key, err });
+          return;
+        }
+        const traceId = record.headers['x-trace-id'];
+        await withContext({ traceId: traceId && /^[0-9a-f]{32}$/.test(traceId) ? traceId : newTraceId() }, () => scheduler.push(message));
+      },
+    });
+    const server = await startGrpcServer({
+      address: cfg.SCHEDULER_GRPC_LISTEN,
+      logger: ctx.logger,
+      services: [
+        {
+          name: 'chat.scheduler.v1.SchedulerService',
+          definition: schedulerV1.SchedulerServiceService,
+          implementation: wrapImplementation(schedulerV1.SchedulerServiceService, schedulerHandlers(scheduler), ctx.logger),
+        },
+      ],
+    });
+    return {
+      value: { address: server.address },
+      crashed: subscription.crashed,
+      stop: async () => {
+        // Stop taking messages first; in-flight replies finish (the consumer waits for them).
+        await subscription.stop();
+        scheduler.stop();
+        await server.stop();
+      },
+    };
+  },
+});

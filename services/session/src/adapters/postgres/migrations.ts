@@ -1,0 +1,40 @@
+import { outboxMigration, type Migration } from '@chat/db';
+
+/** SCHEMA is the session service's own PostgreSQL schema. */
+export const SCHEMA = 'session';
+
+/** The session service's migrations, applied in order at start. */
+export const migrations: Migration[] = [
+  outboxMigration(SCHEMA),
+  {
+    id: '001_sessions_messages',
+    up: `create table session.sessions (
+      id uuid primary key,
+      owner_id text not null,
+      persona_id uuid not null,
+      title text not null default '',
+      last_seq bigint not null default 0,
+      created_at timestamptz not null default now()
+    );
+    create index sessions_owner on session.sessions (owner_id, created_at desc);
+    create index sessions_persona on session.sessions (persona_id);
+    create table session.messages (
+      id uuid primary key,
+      pos bigserial not null unique,
+      session_id uuid not null references session.sessions(id) on delete cascade,
+      role text not null check (role in ('user', 'assistant')),
+      content text not null,
+      status text not null,
+      reply_id uuid,
+      reply_to uuid,
+      citations jsonb not null default '[]'::jsonb,
+      model text not null default '',
+      error text not null default '',
+      idempotency_key text,
+      created_at timestamptz not null default now()
+    );
+    create index messages_session_pos on session.messages (session_id, pos desc);
+    create unique index messages_idempotency on session.messages (session_id, idempotency_key) where idempotency_key is not null;
+    create unique index messages_reply_to on session.messages (reply_to) where reply_to is not null`,
+  },
+];

@@ -1,0 +1,69 @@
+import { AppError } from '@chat/errors';
+
+/** Role is who wrote a message. */
+export type Role = 'user' | 'assistant';
+/** MessageStatus is the lifecycle of a message. */
+export type MessageStatus = 'pending' | 'streaming' | 'completed' | 'failed' | 'cancelled';
+
+/** Citation points from an assistant message to a knowledge chunk. */
+export interface Citation {
+  source_id: string;
+  title: string;
+  url: string;
+  chunk_id: string;
+  score: number;
+}
+
+/** Session is one conversation. */
+export interface Session {
+  id: string;
+  ownerId: string;
+  personaId: string;
+  title: string;
+  lastSeq: number;
+  createdAt: Date;
+}
+
+/** Message is one turn. */
+export interface Message {
+  id: string;
+  sessionId: string;
+  role: Role;
+  content: string;
+  status: MessageStatus;
+  replyId: string | null;
+  replyTo: string | null;
+  citations: Citation[];
+  model: string;
+  error: string;
+  createdAt: Date;
+}
+
+/** Limits on session input. */
+export const SESSION_LIMITS = { title: 500, content: 32_000, idempotencyKey: 200, priority: 10 } as const;
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** isUuid tells whether an id has the shape of the ids this service issues. */
+export function isUuid(id: string): boolean {
+  return UUID.test(id);
+}
+
+/** validateSend checks a user message before it is stored. */
+export function validateSend(input: { ownerId: string; content: string; priority: number; idempotencyKey: string }): void {
+  const fields: Record<string, string> = {};
+  if (!input.ownerId) fields.owner_id = 'is required';
+  if (!input.content.trim()) fields.content = 'must not be empty';
+  else if (input.content.length > SESSION_LIMITS.content) fields.content = `must be at most ${SESSION_LIMITS.content} characters`;
+  if (!Number.isInteger(input.priority) || Math.abs(input.priority) > SESSION_LIMITS.priority) fields.priority = `must be a whole number from -${SESSION_LIMITS.priority} to ${SESSION_LIMITS.priority}`;
+  if (input.idempotencyKey.length > SESSION_LIMITS.idempotencyKey) fields.idempotency_key = `must be at most ${SESSION_LIMITS.idempotencyKey} characters`;
+  if (Object.keys(fields).length) throw AppError.invalid('the message is not valid', fields);
+}
+
+/** validateCreate checks a new session. */
+export function validateCreate(input: { ownerId: string; personaId: string; title: string }): void {
+  const fields: Record<string, string> = {};
+  if (!input.ownerId) fields.owner_id = 'is required';
+  if (!input.personaId) fields.persona_id = 'is required';
+  if (input.title.length > SESSION_LIMITS.title) fields.title = `must be at most ${SESSION_LIMITS.title} characters`;
+  if (Object.keys(fields).length) throw AppError.invalid('the session is not valid', fields);
+}
