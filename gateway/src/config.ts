@@ -43,8 +43,10 @@ export const gatewayConfig = defineConfig({
    * gateway instance that issued it (set it to the same value on every replica behind a balancer).
    */
   WS_TOKEN_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
-  /** Where the embedded default keeps its generated dev API key (mode 0600, reused across restarts). */
-  DEV_API_KEY_FILE: z.string().default('.data/dev-api-key'),
+  /** Where the embedded default keeps its generated dev API key (mode 0600, reused across restarts); default DATA_DIR/dev-api-key. */
+  DEV_API_KEY_FILE: z.string().optional(),
+  /** The project data directory (shared with the embedded database and vector store). */
+  DATA_DIR: z.string().default('.data'),
   /** Largest accepted request body; larger bodies answer 413 too_large. */
   MAX_BODY_BYTES: env.positiveInt().default(1024 * 1024),
 });

@@ -61,7 +61,8 @@ export function toHttpAppError(err: unknown, maxBodyBytes = 0): AppError {
   const status = typeof e?.statusCode === 'number' ? e.statusCode : 500;
   if (status >= 400 && status < 500) {
     // A client error raised by fastify itself; its messages carry no secrets.
-    return new AppError(codeFromHttpStatus(status), e.message || 'bad request', { reason: status === 413 ? 'too_large' : undefined });
+    const code = codeFromHttpStatus(status);
+    return new AppError(code === Code.Unknown ? Code.InvalidArgument : code, e.message || 'bad request', { reason: status === 413 ? 'too_large' : undefined });
   }
   return AppError.internal(err);
 }

@@ -1,1 +1,67 @@
-export {};
+import { join } from 'node:path';
+import { PersonaClient, RagClient, resolveTarget, SchedulerClient, SessionClient, targetsConfig } from '@chat/clients';
+import type { ConfigOf } from '@chat/config';
+import type { EventBus } from '@chat/events';
+import type { Logger } from '@chat/logger';
+import { defineModule } from '@chat/runtime';
+import { ApiKeyAuth, DEV_OWNER, loadOrCreateDevKey, WsTokens } from './auth.js';
+import { gatewayConfig, parseListen } from './config.js';
+import { startGateway } from './start.js';
+
+export { ApiKeyAuth, DEV_OWNER, loadOrCreateDevKey, WsTokens, type WsTokenClaims, type WsTokenProblem } from './auth.js';
+export { gatewayConfig, parseListen, type ApiKeyEntry } from './config.js';
+export type { GatewayDeps, PersonaApi, RagApi, SchedulerApi, SessionApi } from './deps.js';
+export { buildApp, DEFAULT_MAX_BODY_BYTES, type Gateway } from './server.js';
+export { startGateway, type RunningGateway, type StartOptions } from './start.js';
+export { SocketHub } from './ws/hub.js';
+export { subscribeReplies } from './ws/replies.js';
+
+/** The value of the gateway module. */
+export interface GatewayValue {
+  /** The bound http URL, e.g. http://127.0.0.1:8080. */
+  url: string;
+}
+
+/** buildAuth uses API_KEYS, or else the local dev key (created on first run). */
+async function buildAuth(cfg: ConfigOf<typeof gatewayConfig>, logger: Logger): Promise<ApiKeyAuth> {
+  if (cfg.API_KEYS) return new ApiKeyAuth(cfg.API_KEYS);
+  const file = cfg.DEV_API_KEY_FILE ?? join(cfg.DATA_DIR, 'dev-api-key');
+  const { key, created } = await loadOrCreateDevKey(file);
+  // Keys never go to logs, not even this local one: the line names the file that holds it.
+  logger.info(
+    `API_KEYS is unset: ${created ? 'created' : 'using'} the local dev API key in ${file} (owner "${DEV_OWNER}"); send it as the bearer token (e.g. Authorization: Bearer $(cat ${file})); set API_KEYS in production`,
+  );
+  return new ApiKeyAuth([{ owner: DEV_OWNER, key }]);
+}
+
+/** gatewayModule serves the public REST + WebSocket API and fans reply events out to sockets. */
+export const gatewayModule = defineModule<GatewayValue>({
+  name: 'gateway',
+  target: true,
+  description: 'public REST + WebSocket API (auth, validation, reply streaming)',
+  deps: ['bus'],
+  after: ['persona', 'session', 'rag', 'scheduler'],
+  config: [gatewayConfig, targetsConfig],
+  async init(ctx) {
+    const cfg = ctx.config(gatewayConfig);
+    const bus = ctx.get<EventBus>('bus');
+    const auth = await buildAuth(cfg, ctx.logger);
+    if (!cfg.WS_TOKEN_SECRET) ctx.logger.debug('WS_TOKEN_SECRET is unset: ws_tokens only work on this gateway process');
+    const { host, port } = parseListen(cfg.GATEWAY_HTTP_LISTEN);
+    const running = await startGateway({
+      persona: new PersonaClient(resolveTarget(ctx, 'persona')),
+      session: new SessionClient(resolveTarget(ctx, 'session')),
+      rag: new RagClient(resolveTarget(ctx, 'rag')),
+      scheduler: new SchedulerClient(resolveTarget(ctx, 'scheduler')),
+      auth,
+      tokens: new WsTokens(cfg.WS_TOKEN_SECRET),
+      logger: ctx.logger,
+      maxBodyBytes: cfg.MAX_BODY_BYTES,
+      bus,
+      host,
+      port,
+    });
+    ctx.logger.info('gateway listening', { url: running.url });
+    return { value: { url: running.url }, stop: running.stop, crashed: running.crashed };
+  },
+});

@@ -4,7 +4,7 @@ import { AppError } from '@chat/errors';
 import type { GatewayDeps } from '../deps.js';
 import { documentToJson, jobToJson, personaToJson, settingsFromJson, type SettingsJson } from '../json.js';
 import { params, queryInt, settings } from '../schemas.js';
-import { intParam } from './util.js';
+import { intParam, ownerOf } from './util.js';
 
 interface CreatePersonaBody {
   name: string;
@@ -37,7 +37,7 @@ export function personaRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     async (req, reply) => {
       const body = req.body as CreatePersonaBody;
       const res = await deps.persona.createPersona({
-        ownerId: req.ownerId,
+        ownerId: ownerOf(req),
         name: body.name,
         systemPrompt: body.system_prompt,
         background: body.background ?? '',
@@ -62,7 +62,7 @@ export function personaRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     async (req) => {
       const q = req.query as { page_size?: string; page_token?: string };
       const res = await deps.persona.listPersonas({
-        ownerId: req.ownerId,
+        ownerId: ownerOf(req),
         pageSize: intParam('page_size', q.page_size, 1, 200) ?? 50,
         pageToken: q.page_token ?? '',
       });
@@ -72,7 +72,7 @@ export function personaRoutes(app: FastifyInstance, deps: GatewayDeps): void {
 
   app.get('/personas/:id', { schema: { params: params('id') } }, async (req) => {
     const { id } = req.params as { id: string };
-    const res = await deps.persona.getPersona({ ownerId: req.ownerId, id });
+    const res = await deps.persona.getPersona({ ownerId: ownerOf(req), id });
     return personaToJson(res.persona);
   });
 
@@ -97,9 +97,9 @@ export function personaRoutes(app: FastifyInstance, deps: GatewayDeps): void {
       const { id } = req.params as { id: string };
       const body = req.body as { text: string; title?: string; source?: string };
       // 404 for unknown or foreign personas before anything is queued.
-      await deps.persona.getPersona({ ownerId: req.ownerId, id });
+      await deps.persona.getPersona({ ownerId: ownerOf(req), id });
       const res = await deps.rag.ingestText({
-        ownerId: req.ownerId,
+        ownerId: ownerOf(req),
         personaId: id,
         text: body.text,
         title: body.title ?? '',
@@ -112,7 +112,7 @@ export function personaRoutes(app: FastifyInstance, deps: GatewayDeps): void {
 
   app.get('/ingest_jobs/:job_id', { schema: { params: params('job_id') } }, async (req) => {
     const { job_id } = req.params as { job_id: string };
-    const res = await deps.rag.getIngestJob({ ownerId: req.ownerId, jobId: job_id });
+    const res = await deps.rag.getIngestJob({ ownerId: ownerOf(req), jobId: job_id });
     if (!res.job) throw AppError.notFound('ingest job', job_id);
     return jobToJson(res.job);
   });
@@ -136,10 +136,10 @@ export function personaRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     async (req) => {
       const { id } = req.params as { id: string };
       const body = req.body as { query: string; top_k?: number };
-      const { persona } = await deps.persona.getPersona({ ownerId: req.ownerId, id });
+      const { persona } = await deps.persona.getPersona({ ownerId: ownerOf(req), id });
       const retrieval = persona?.settings?.retrieval;
       const res = await deps.rag.retrieveDocuments({
-        ownerId: req.ownerId,
+        ownerId: ownerOf(req),
         personaId: id,
         query: body.query,
         topK: body.top_k ?? retrieval?.topK ?? 5,

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { GatewayDeps } from '../deps.js';
 import { messageToJson, sessionToJson } from '../json.js';
 import { id, params, queryInt } from '../schemas.js';
-import { intParam } from './util.js';
+import { intParam, ownerOf } from './util.js';
 
 /** How many recent messages GET /api/sessions/:id includes. */
 const RECENT_MESSAGES = 50;
@@ -24,15 +24,15 @@ export function sessionRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     async (req, reply) => {
       const body = req.body as { persona_id: string; title?: string };
       // A foreign or unknown persona answers 404 here, whatever the session service checks.
-      await deps.persona.getPersona({ ownerId: req.ownerId, id: body.persona_id });
-      const res = await deps.session.createSession({ ownerId: req.ownerId, personaId: body.persona_id, title: body.title ?? '' });
+      await deps.persona.getPersona({ ownerId: ownerOf(req), id: body.persona_id });
+      const res = await deps.session.createSession({ ownerId: ownerOf(req), personaId: body.persona_id, title: body.title ?? '' });
       return reply.code(201).send(sessionToJson(res.session));
     },
   );
 
   app.get('/sessions/:id', { schema: { params: params('id') } }, async (req) => {
     const { id: sessionId } = req.params as { id: string };
-    const res = await deps.session.getSession({ ownerId: req.ownerId, id: sessionId, recentLimit: RECENT_MESSAGES });
+    const res = await deps.session.getSession({ ownerId: ownerOf(req), id: sessionId, recentLimit: RECENT_MESSAGES });
     return { ...sessionToJson(res.session), messages: res.recentMessages.map(messageToJson) };
   });
 
@@ -48,7 +48,7 @@ export function sessionRoutes(app: FastifyInstance, deps: GatewayDeps): void {
       const { id: sessionId } = req.params as { id: string };
       const q = req.query as { before?: string; limit?: string };
       const res = await deps.session.listMessages({
-        ownerId: req.ownerId,
+        ownerId: ownerOf(req),
         sessionId,
         before: q.before ?? '',
         limit: intParam('limit', q.limit, 1, 200) ?? 50,
@@ -79,7 +79,7 @@ export function sessionRoutes(app: FastifyInstance, deps: GatewayDeps): void {
       const body = req.body as { content: string; priority?: number };
       const key = req.headers['idempotency-key'];
       const res = await deps.session.sendMessage({
-        ownerId: req.ownerId,
+        ownerId: ownerOf(req),
         sessionId,
         content: body.content,
         priority: body.priority ?? 0,
@@ -91,16 +91,16 @@ export function sessionRoutes(app: FastifyInstance, deps: GatewayDeps): void {
 
   app.post('/sessions/:id/messages/:reply_id/cancel', { schema: { params: params('id', 'reply_id') } }, async (req, reply) => {
     const { id: sessionId, reply_id } = req.params as { id: string; reply_id: string };
-    await deps.session.getSession({ ownerId: req.ownerId, id: sessionId, recentLimit: 1 });
-    const res = await deps.scheduler.cancelReply({ ownerId: req.ownerId, sessionId, replyId: reply_id });
+    await deps.session.getSession({ ownerId: ownerOf(req), id: sessionId, recentLimit: 1 });
+    const res = await deps.scheduler.cancelReply({ ownerId: ownerOf(req), sessionId, replyId: reply_id });
     return reply.code(202).send({ cancelled: res.cancelled });
   });
 
   app.post('/sessions/:id/ws_token', { schema: { params: params('id') } }, async (req) => {
     const { id: sessionId } = req.params as { id: string };
     // Only the session's owner gets a token (a foreign session answers 404).
-    await deps.session.getSession({ ownerId: req.ownerId, id: sessionId, recentLimit: 1 });
-    const { token, expiresAt } = deps.tokens.issue(req.ownerId, sessionId);
+    await deps.session.getSession({ ownerId: ownerOf(req), id: sessionId, recentLimit: 1 });
+    const { token, expiresAt } = deps.tokens.issue(ownerOf(req), sessionId);
     return { ws_token: token, expires_at: expiresAt.toISOString() };
   });
 }

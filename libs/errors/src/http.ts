@@ -24,6 +24,7 @@ const httpStatusByCode: Record<Code, number> = {
 /** Reasons whose HTTP status is more precise than their code's. */
 const httpStatusByReason: Record<string, number> = {
   too_large: 413,
+  unsupported_media_type: 415,
 };
 
 /** httpStatus is the HTTP status for an error. */

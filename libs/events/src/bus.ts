@@ -22,6 +22,12 @@ export interface SubscribeOptions {
   handler: (event: EventRecord) => Promise<void>;
   /** Attempts before an event is given up on (logged and skipped). */
   maxAttempts?: number;
+  /**
+   * Where a group that has never committed starts: true (the default) reads everything still in the
+   * log, so events published before a service's first start are not lost; false (live views such as
+   * a gateway's socket fan-out) starts at the end.
+   */
+  fromBeginning?: boolean;
 }
 
 /** Subscription is a running consumer. */

@@ -97,8 +97,10 @@ export class KafkaBus implements EventBus {
     consumer.on(consumer.events.CRASH, (e) => {
       if (!e.payload.restart) rejectCrash(e.payload.error);
     });
+    // Ready means partitions are assigned: a consumer that has not joined yet would miss live events.
+    const joined = new Promise<void>((resolve) => consumer.on(consumer.events.GROUP_JOIN, () => resolve()));
     await consumer.connect();
-    for (const topic of options.topics) await consumer.subscribe({ topic, fromBeginning: false });
+    for (const topic of options.topics) await consumer.subscribe({ topic, fromBeginning: options.fromBeginning ?? true });
     const max = options.maxAttempts ?? 5;
     await consumer.run({
       partitionsConsumedConcurrently: 8,
@@ -120,6 +122,13 @@ export class KafkaBus implements EventBus {
         }
       },
     });
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      joined,
+      new Promise<void>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`consumer group ${options.groupId} did not join within 30 s`)), 30_000);
+      }),
+    ]).finally(() => clearTimeout(timer));
     return {
       stop: async () => {
         this.consumers.delete(consumer);

@@ -70,7 +70,8 @@ export function wrapImplementation(
             .then(
               () => call.end(),
               (err: unknown) => {
-                if (!call.cancelled) call.destroy(Object.assign(new Error('rpc failed'), fail(err)));
+                // emit('error', status) sends the status to the client; destroy() would not.
+                if (!call.cancelled) call.emit('error', fail(err));
               },
             );
         });

@@ -221,8 +221,10 @@ export class IngestService {
 
       // Record the source, then retire the sources it replaces: the persona's previous background,
       // or an earlier copy of the same text.
-      const existing = await sources.listByPersona(job.personaId, job.kind);
-      const replaced = existing.filter((s) => s.id !== sourceId && (job.kind === 'BACKGROUND' || s.contentHash === job.contentHash));
+      const existing = await sources.listByPersona(job.personaId);
+      const replaced = existing.filter(
+        (s) => s.id !== sourceId && (job.kind === 'BACKGROUND' ? s.kind === 'BACKGROUND' : s.kind !== 'BACKGROUND' && s.contentHash === job.contentHash),
+      );
       const source: KnowledgeSource = {
         id: sourceId,
         personaId: job.personaId,

@@ -1,0 +1,171 @@
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
+import { AppError, Code, errorBody, httpStatus } from '@chat/errors';
+import { newTraceId, withContext } from '@chat/logger';
+import type { WebSocketServer } from 'ws';
+import type { GatewayDeps } from './deps.js';
+import { setOwner } from './routes/util.js';
+import { toHttpAppError } from './errors.js';
+import { personaRoutes } from './routes/personas.js';
+import { sessionRoutes } from './routes/sessions.js';
+import { SocketHub } from './ws/hub.js';
+import { attachWebSocket } from './ws/upgrade.js';
+
+
+export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
+
+/** Gateway is a built (not yet listening) gateway: the fastify app plus its WebSocket side. */
+export interface Gateway {
+  app: FastifyInstance;
+  hub: SocketHub;
+  wss: WebSocketServer;
+  /** Marks the gateway ready (GET /readyz answers 200). */
+  setReady(ready: boolean): void;
+  /** Stops taking new requests and WebSocket upgrades (both answer 503). */
+  stopAccepting(): void;
+}
+
+/** Oversized bodies up to this size are read and dropped so the client gets its 413. */
+const DRAIN_LIMIT_BYTES = 64 * 1024 * 1024;
+
+/** drain consumes a request body without keeping it. */
+function drain(req: NodeJS.ReadableStream): Promise<void> {
+  return new Promise((resolve) => {
+    req.on('end', resolve).on('error', () => resolve()).on('close', () => resolve());
+    req.resume();
+  });
+}
+
+/**
+ * buildApp makes the public REST + WebSocket API over the given service clients (real or fake).
+ * Every error — validation, body parsing, services, bugs — is rendered by one error handler as
+ * `{"error":{"code","message","details"}}` with httpStatus/errorBody of @chat/errors.
+ */
+export function buildApp(deps: GatewayDeps): Gateway {
+  const maxBodyBytes = deps.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const { logger } = deps;
+  let ready = false;
+  let accepting = true;
+
+  const app = Fastify({
+    logger: false,
+    bodyLimit: maxBodyBytes,
+    genReqId: () => randomUUID(),
+    routerOptions: { maxParamLength: 100 },
+    // Router-level failures (bad URL encoding, over-long ids) use the same error body.
+    frameworkErrors: (err, req, reply) => {
+      const appErr =
+        err.code === 'FST_ERR_MAX_PARAM_LENGTH'
+          ? AppError.invalid('a path parameter is longer than 100 characters', { '(path)': 'must be at most 100 characters' })
+          : err.code === 'FST_ERR_BAD_URL'
+            ? AppError.invalid('the URL is malformed')
+            : toHttpAppError(err, maxBodyBytes);
+      void req;
+      void (reply as unknown as FastifyReply).code(httpStatus(appErr)).send(errorBody(appErr));
+    },
+    return503OnClosing: true,
+    // Reject unknown fields and wrong types instead of silently dropping or coercing them.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
+  });
+
+  // Only JSON bodies. An empty body is "no body" (for body-less POSTs sent with a JSON content type);
+  // routes that need one reject it in validation. Prototype poisoning is refused.
+  app.removeAllContentTypeParsers();
+  const jsonParser = app.getDefaultJsonParser('error', 'error');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (text.trim() === '') return done(null, undefined);
+    jsonParser(req, text, done);
+  });
+
+  app.decorateRequest('ownerId', '');
+
+  app.addHook('onRequest', async (req, reply) => {
+    reply.header('x-request-id', req.id);
+    if (!accepting) throw AppError.unavailable('the gateway is shutting down');
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > maxBodyBytes) {
+      // Read and drop a moderately oversized body before answering 413: a client still writing it
+      // would otherwise see a broken pipe instead of the answer. Beyond the bound, just close.
+      if (declared <= DRAIN_LIMIT_BYTES) await drain(req.raw);
+      else reply.header('connection', 'close');
+      throw AppError.tooLarge(`the request body is larger than ${maxBodyBytes} bytes`, maxBodyBytes);
+    }
+  });
+  // Carry a trace id through the handler into gRPC calls (runs after body parsing).
+  app.addHook('preHandler', (req, _reply, done) => {
+    withContext({ traceId: newTraceId(), requestId: req.id }, done);
+  });
+  // The access log: the route pattern (never the raw URL, which may carry a query), never headers.
+  app.addHook('onResponse', async (req, reply) => {
+    logger.info('request', {
+      method: req.method,
+      route: req.routeOptions.url ?? 'unmatched',
+      status: reply.statusCode,
+      duration_ms: Math.round(reply.elapsedTime * 100) / 100,
+      request_id: req.id,
+    });
+  });
+
+  app.setErrorHandler((err, req, reply) => {
+    const appErr = toHttpAppError(err, maxBodyBytes);
+    const status = httpStatus(appErr);
+    if (status >= 500) {
+      logger.error('request failed', { method: req.method, route: req.routeOptions.url ?? 'unmatched', request_id: req.id, status, err: appErr.cause ?? appErr });
+    }
+    if (status === 401) reply.header('www-authenticate', 'Bearer');
+    return reply.code(status).send(errorBody(appErr));
+  });
+
+  app.setNotFoundHandler((req, reply) => {
+    const path = req.url.split('?')[0] ?? '/';
+    return reply.code(404).send(errorBody(new AppError(Code.NotFound, `no route ${req.method} ${path}`, { reason: 'not_found', details: { method: req.method, path } })));
+  });
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_req, reply) => {
+    if (!ready || !accepting) return reply.code(503).send(errorBody(AppError.unavailable('not ready')));
+    return { status: 'ready' };
+  });
+
+  void app.register(
+    async (api) => {
+      api.addHook('onRequest', async (req) => {
+        setOwner(req, deps.auth.authenticate(req.headers.authorization));
+      });
+      // Routes without query parameters refuse any (a query is never silently ignored).
+      api.addHook('onRoute', (route) => {
+        route.schema = { ...route.schema, querystring: route.schema?.querystring ?? { type: 'object', additionalProperties: false, properties: {} } };
+      });
+      personaRoutes(api, deps);
+      sessionRoutes(api, deps);
+    },
+    { prefix: '/api' },
+  );
+
+  const hub = new SocketHub({
+    logger,
+    maxBufferedBytes: deps.maxBufferedBytes ?? 1024 * 1024,
+    heartbeatMs: deps.heartbeatMs ?? 30_000,
+  });
+  const wss = attachWebSocket(app.server, {
+    session: deps.session,
+    scheduler: deps.scheduler,
+    tokens: deps.tokens,
+    hub,
+    logger,
+    accepting: () => accepting,
+  });
+
+  return {
+    app,
+    hub,
+    wss,
+    setReady: (r) => {
+      ready = r;
+    },
+    stopAccepting: () => {
+      accepting = false;
+    },
+  };
+}

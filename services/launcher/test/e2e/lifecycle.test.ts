@@ -1,0 +1,121 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort } from '@chat/db';
+import { dumpOutput, startProc, stopProc, waitFor, type Proc } from './harness.js';
+import { API_KEYS, runLifecycle } from './lifecycle.js';
+
+async function waitReady(base: string, procs: Proc[]): Promise<void> {
+  await waitFor(
+    'the gateway to be ready',
+    async () => {
+      for (const p of procs) if (p.child.exitCode !== null) throw new Error(`${p.name} exited with ${p.child.exitCode}`);
+      const r = await fetch(`${base}/readyz`).catch(() => undefined);
+      return r?.status === 200 ? true : undefined;
+    },
+    90_000,
+    200,
+  );
+}
+
+describe('e2e: the message lifecycle', function () {
+  this.timeout(180_000);
+
+  describe('in all mode on embedded defaults', () => {
+    let procs: Proc[] = [];
+    let dataDir = '';
+    let base = '';
+
+    before(async () => {
+      dataDir = mkdtempSync(join(tmpdir(), 'chat-e2e-'));
+      const port = await freePort();
+      base = `http://127.0.0.1:${port}`;
+      procs = [startProc('all', 'all', { DATA_DIR: dataDir, GATEWAY_HTTP_LISTEN: `127.0.0.1:${port}`, API_KEYS })];
+      try {
+        await waitReady(base, procs);
+      } catch (err) {
+        dumpOutput(procs);
+        throw err;
+      }
+    });
+
+    afterEach(function () {
+      if (this.currentTest?.state === 'failed') dumpOutput(procs);
+    });
+
+    after(async () => {
+      for (const p of procs) await stopProc(p);
+      rmSync(dataDir, { recursive: true, force: true });
+    });
+
+    it('creates a persona, ingests knowledge, and streams a grounded reply over WebSocket', async () => {
+      await runLifecycle(base);
+    });
+
+    it('drains and exits 0 on SIGTERM', async () => {
+      const code = await stopProc(procs[0]!);
+      assert.equal(code, 0, procs[0]!.output.slice(-10).join('\n'));
+    });
+  });
+
+  describe('one OS process per target on real PostgreSQL and Kafka', () => {
+    const databaseUrl = process.env.DATABASE_URL;
+    const brokers = process.env.KAFKA_BROKERS;
+    let procs: Proc[] = [];
+    let base = '';
+
+    before(async function () {
+      if (!databaseUrl || !brokers) {
+        // Outside CI, a developer without `scripts/infra up` may skip this; CI must never skip it.
+        if (process.env.CI === 'true') throw new Error('CI=true but DATABASE_URL or KAFKA_BROKERS is not set: run scripts/infra up first');
+        this.skip();
+      }
+      const [persona, session, scheduler, rag, http] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
+      const dataDir = mkdtempSync(join(tmpdir(), 'chat-e2e-mp-'));
+      const shared = {
+        DATABASE_URL: databaseUrl!,
+        KAFKA_BROKERS: brokers!,
+        DATA_DIR: dataDir,
+        API_KEYS,
+        WS_TOKEN_SECRET: 'e2e-ws-token-secret-0123456789abcdef',
+        PERSONA_GRPC_ADDR: `127.0.0.1:${persona}`,
+        SESSION_GRPC_ADDR: `127.0.0.1:${session}`,
+        SCHEDULER_GRPC_ADDR: `127.0.0.1:${scheduler}`,
+        RAG_GRPC_ADDR: `127.0.0.1:${rag}`,
+      };
+      base = `http://127.0.0.1:${http}`;
+      procs = [
+        startProc('persona', 'persona', { ...shared, PERSONA_GRPC_LISTEN: `127.0.0.1:${persona}` }),
+        startProc('rag', 'rag', { ...shared, RAG_GRPC_LISTEN: `127.0.0.1:${rag}` }),
+        startProc('session', 'session', { ...shared, SESSION_GRPC_LISTEN: `127.0.0.1:${session}` }),
+        startProc('scheduler', 'scheduler', { ...shared, SCHEDULER_GRPC_LISTEN: `127.0.0.1:${scheduler}` }),
+        startProc('gateway', 'gateway', { ...shared, GATEWAY_HTTP_LISTEN: `127.0.0.1:${http}` }),
+      ];
+      try {
+        await waitReady(base, procs);
+        // Every process reports ready before traffic starts.
+        await waitFor('every process to be ready', async () => (procs.every((p) => p.output.some((l) => l.includes('"message":"ready"'))) ? true : undefined), 90_000);
+      } catch (err) {
+        dumpOutput(procs);
+        throw err;
+      }
+    });
+
+    afterEach(function () {
+      if (this.currentTest?.state === 'failed') dumpOutput(procs);
+    });
+
+    after(async () => {
+      for (const p of [...procs].reverse()) await stopProc(p);
+    });
+
+    it('creates a persona, ingests knowledge, and streams a grounded reply over WebSocket', async () => {
+      await runLifecycle(base);
+    });
+
+    it('drains and exits 0 on SIGTERM in every process', async () => {
+      for (const p of [...procs].reverse()) assert.equal(await stopProc(p), 0, `${p.name}: ${p.output.slice(-10).join('\n')}`);
+    });
+  });
+});

@@ -1,0 +1,72 @@
+import { AppError } from '@chat/errors';
+import type { ChatModel } from './ports.js';
+import { buildPrompt, type HistoryTurn } from './prompt.js';
+import type { Retriever } from './retrieval.js';
+import type { Citation } from './types.js';
+import { requireId } from './validate.js';
+
+/** Longest user message, in characters. */
+const MAX_MESSAGE_CHARS = 100_000;
+
+/** GenerateInput is everything one grounded reply needs. */
+export interface GenerateInput {
+  ownerId: string;
+  personaId: string;
+  systemPrompt: string;
+  history: HistoryTurn[];
+  userMessage: string;
+  temperature?: number;
+  maxTokens?: number;
+  topK?: number;
+  scoreThreshold?: number;
+}
+
+/** GenerateEvent is one step of a streamed reply. */
+export type GenerateEvent = { type: 'delta'; text: string } | { type: 'completed'; content: string; citations: Citation[]; model: string };
+
+/** GenerateDefaults apply when a request leaves a setting unset. */
+export interface GenerateDefaults {
+  temperature: number;
+  maxTokens: number;
+}
+
+/** Generator retrieves knowledge, builds the prompt and streams the model's reply. */
+export class Generator {
+  constructor(
+    private readonly deps: { retriever: Retriever; model: ChatModel; defaults: GenerateDefaults },
+  ) {}
+
+  async *generate(input: GenerateInput, signal?: AbortSignal): AsyncGenerator<GenerateEvent> {
+    requireId('owner_id', input.ownerId);
+    requireId('persona_id', input.personaId);
+    const userMessage = input.userMessage.trim();
+    if (!userMessage) throw AppError.invalid('user_message must not be empty', { user_message: 'must not be empty' });
+    if (userMessage.length > MAX_MESSAGE_CHARS) throw AppError.invalid(`user_message must be at most ${MAX_MESSAGE_CHARS} characters`, { user_message: 'is too long' });
+    const temperature = input.temperature ?? this.deps.defaults.temperature;
+    if (!Number.isFinite(temperature) || temperature < 0 || temperature > 2) throw AppError.invalid('temperature must be between 0 and 2', { temperature: 'must be between 0 and 2' });
+    const maxTokens = input.maxTokens && input.maxTokens > 0 ? input.maxTokens : this.deps.defaults.maxTokens;
+
+    const chunks = await this.deps.retriever.retrieve({
+      ownerId: input.ownerId,
+      personaId: input.personaId,
+      query: userMessage,
+      topK: input.topK,
+      scoreThreshold: input.scoreThreshold,
+    });
+    const messages = buildPrompt({ systemPrompt: input.systemPrompt, passages: chunks, history: input.history, userMessage });
+
+    let content = '';
+    for await (const delta of this.deps.model.stream({ messages, temperature, maxTokens, signal })) {
+      if (signal?.aborted) return;
+      content += delta;
+      yield { type: 'delta', text: delta };
+    }
+    if (signal?.aborted) return;
+    yield {
+      type: 'completed',
+      content,
+      model: this.deps.model.model,
+      citations: chunks.map((c) => ({ sourceId: c.sourceId, title: c.title, url: c.url, chunkId: c.id, score: c.score })),
+    };
+  }
+}

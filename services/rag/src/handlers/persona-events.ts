@@ -1,0 +1,44 @@
+import { eventsV1 } from '@chat/contracts';
+import { Code, isAppError } from '@chat/errors';
+import type { EventRecord } from '@chat/events';
+import type { Logger } from '@chat/logger';
+import type { IngestService } from '../domain/ingest.js';
+
+/**
+ * personaEventHandler turns persona events into knowledge changes: an upsert (re)ingests the
+ * background, a delete removes the persona's knowledge. Redelivered events change nothing.
+ */
+export function personaEventHandler(ingest: IngestService, logger: Logger): (record: EventRecord) => Promise<void> {
+  return async (record) => {
+    let event: eventsV1.PersonaEvent;
+    try {
+      event = eventsV1.PersonaEvent.decode(record.value);
+    } catch (err) {
+      logger.warn('skipping a persona event that does not decode', { key: record.key, err });
+      return;
+    }
+    const personaId = event.personaId || record.key;
+    const kind = event.kind;
+    if (!kind) return;
+    if (!personaId) {
+      logger.warn('skipping a persona event without a persona id');
+      return;
+    }
+    try {
+      if (kind.$case === 'upserted') {
+        const outcome = await ingest.syncBackground({ ownerId: event.ownerId, personaId, name: kind.value.name, background: kind.value.background });
+        logger.debug('persona background synced', { persona_id: personaId, outcome });
+      } else if (kind.$case === 'deleted') {
+        await ingest.deletePersona(personaId);
+        logger.info('persona knowledge removed', { persona_id: personaId });
+      }
+    } catch (err) {
+      // Invalid events would fail forever: log and skip them; everything else is retried by the bus.
+      if (isAppError(err) && err.code === Code.InvalidArgument) {
+        logger.warn('skipping an invalid persona event', { persona_id: personaId, err });
+        return;
+      }
+      throw err;
+    }
+  };
+}

@@ -1,0 +1,115 @@
+import { join } from 'node:path';
+import { ragV1 } from '@chat/contracts';
+import { migrate, type Database } from '@chat/db';
+import type { LlmEndpoint } from '@chat/devmodel';
+import { Topics, type EventBus, type Subscription } from '@chat/events';
+import { startGrpcServer, wrapImplementation, type GrpcServer } from '@chat/grpc';
+import type { Logger } from '@chat/logger';
+import { LanceVectorStore } from './adapters/lancedb/store.js';
+import { OpenAiChatModel } from './adapters/openai/chat-model.js';
+import { ragMigrations } from './adapters/postgres/migrations.js';
+import { PgJobRepository, PgSourceRepository } from './adapters/postgres/repositories.js';
+import type { ConfigOf } from '@chat/config';
+import type { ragConfig } from './config.js';
+import { Generator } from './domain/generate.js';
+import { LocalHashEmbedder } from './domain/hash-embedder.js';
+import { IngestService } from './domain/ingest.js';
+import { Retriever } from './domain/retrieval.js';
+import { personaEventHandler } from './handlers/persona-events.js';
+import { ragHandlers } from './handlers/rag-handlers.js';
+
+/** The consumer group of the RAG service on the persona topic. */
+export const PERSONA_EVENTS_GROUP = 'rag';
+
+/** RagServerDeps are what the RAG service runs on. */
+export interface RagServerDeps {
+  config: ConfigOf<typeof ragConfig>;
+  database: Database;
+  bus: EventBus;
+  llm: LlmEndpoint;
+  logger: Logger;
+}
+
+/** RagServer is a running RAG service. */
+export interface RagServer {
+  address: string;
+  ingest: IngestService;
+  /** Rejects when the persona event consumer dies. */
+  crashed: Promise<never>;
+  /** Stops the gRPC server, the consumer and the worker (bounded), then closes the store. */
+  stop(): Promise<void>;
+}
+
+/** startRagServer migrates the rag schema, opens the vector store, resumes jobs and serves gRPC. */
+export async function startRagServer(deps: RagServerDeps): Promise<RagServer> {
+  const { config, database, bus, llm, logger } = deps;
+  await migrate(database.sequelize, 'rag', ragMigrations, logger);
+
+  const store = await LanceVectorStore.open(config.LANCEDB_DIR ?? join(config.DATA_DIR, 'lancedb'), logger);
+  const jobs = new PgJobRepository(database.sequelize);
+  const sources = new PgSourceRepository(database.sequelize);
+  const embedder = new LocalHashEmbedder();
+  logger.info('embedder', { name: embedder.name, dimensions: embedder.dimensions, local: embedder.local });
+  if (llm.development) logger.warn('replies come from the built-in development model, not a real language model', { model: llm.model });
+
+  const ingest = new IngestService({
+    jobs,
+    sources,
+    store,
+    embedder,
+    logger,
+    settings: {
+      chunkSize: config.RAG_CHUNK_SIZE,
+      chunkOverlap: Math.min(config.RAG_CHUNK_OVERLAP, config.RAG_CHUNK_SIZE - 1),
+      embedBatchSize: config.RAG_EMBED_BATCH_SIZE,
+      concurrency: config.RAG_INGEST_CONCURRENCY,
+      maxAttempts: config.RAG_INGEST_MAX_ATTEMPTS,
+    },
+  });
+  const retriever = new Retriever({ embedder, store, sources });
+  const generator = new Generator({
+    retriever,
+    model: new OpenAiChatModel(llm, { timeoutMs: config.RAG_LLM_TIMEOUT_MS }),
+    defaults: { temperature: config.RAG_DEFAULT_TEMPERATURE, maxTokens: config.RAG_DEFAULT_MAX_TOKENS },
+  });
+
+  let server: GrpcServer | undefined;
+  let subscription: Subscription | undefined;
+  try {
+    await ingest.resume();
+    const handlers = ragHandlers({ ingest, retriever, generator, logger });
+    server = await startGrpcServer({
+      address: config.RAG_GRPC_LISTEN,
+      services: [
+        {
+          name: 'chat.rag.v1.RagService',
+          definition: ragV1.RagServiceService,
+          implementation: wrapImplementation(ragV1.RagServiceService, handlers as unknown as Record<string, (...args: never[]) => unknown>, logger),
+        },
+      ],
+      logger,
+    });
+    subscription = await bus.subscribe({ topics: [Topics.personaEvents], groupId: PERSONA_EVENTS_GROUP, handler: personaEventHandler(ingest, logger) });
+  } catch (err) {
+    await server?.stop(1_000);
+    await ingest.stop(1_000);
+    await store.close();
+    throw err;
+  }
+
+  const grpc = server;
+  const sub = subscription;
+  let stopping: Promise<void> | undefined;
+  return {
+    address: grpc.address,
+    ingest,
+    crashed: sub.crashed,
+    stop: () =>
+      (stopping ??= (async () => {
+        await grpc.stop(Math.min(config.RAG_STOP_GRACE_MS, 10_000));
+        await sub.stop().catch((err: unknown) => logger.warn('persona event consumer did not stop cleanly', { err }));
+        await ingest.stop(config.RAG_STOP_GRACE_MS);
+        await store.close();
+      })()),
+  };
+}
