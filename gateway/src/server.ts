@@ -83,14 +83,6 @@ export function buildApp(deps: GatewayDeps): Gateway {
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-request-id', req.id);
     if (!accepting) throw AppError.unavailable('the gateway is shutting down');
-    const declared = Number(req.headers['content-length'] ?? 0);
-    if (declared > maxBodyBytes) {
-      // Read and drop a moderately oversized body before answering 413: a client still writing it
-      // would otherwise see a broken pipe instead of the answer. Beyond the bound, just close.
-      if (declared <= DRAIN_LIMIT_BYTES) await drain(req.raw);
-      else reply.header('connection', 'close');
-      throw AppError.tooLarge(`the request body is larger than ${maxBodyBytes} bytes`, maxBodyBytes);
-    }
   });
   // Carry a trace id through the handler into gRPC calls (runs after body parsing).
   app.addHook('preHandler', (req, _reply, done) => {
@@ -130,8 +122,16 @@ export function buildApp(deps: GatewayDeps): Gateway {
 
   void app.register(
     async (api) => {
-      api.addHook('onRequest', async (req) => {
+      api.addHook('onRequest', async (req, reply) => {
         setOwner(req, deps.auth.authenticate(req.headers.authorization));
+        const declared = Number(req.headers['content-length'] ?? 0);
+        if (declared > maxBodyBytes) {
+          // Only after auth: read and drop a moderately oversized body before answering 413, or a
+          // client still writing it sees a broken pipe instead of the answer. Beyond the bound, close.
+          if (declared <= DRAIN_LIMIT_BYTES) await drain(req.raw);
+          else reply.header('connection', 'close');
+          throw AppError.tooLarge(`the request body is larger than ${maxBodyBytes} bytes`, maxBodyBytes);
+        }
       });
       // Routes without query parameters refuse any (a query is never silently ignored).
       api.addHook('onRoute', (route) => {
