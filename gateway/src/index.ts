@@ -29,7 +29,7 @@ async function buildAuth(cfg: ConfigOf<typeof gatewayConfig>, logger: Logger): P
   const { key, created } = await loadOrCreateDevKey(file);
   // Keys never go to logs, not even this local one: the line names the file that holds it.
   logger.info(
-    `API_KEYS is unset: ${created ? 'created' : 'using'} the local dev API key in ${file} (owner "${DEV_OWNER}"); send it as the bearer token (e.g. Authorization: Bearer $(cat ${file})); set API_KEYS in production`,
+    `API_KEYS is unset: ${created ? 'created' : 'using'} the local dev API key in ${file} (owner "${DEV_OWNER}"); send its content in the Authorization header; set API_KEYS in production`,
   );
   return new ApiKeyAuth([{ owner: DEV_OWNER, key }]);
 }

@@ -52,7 +52,8 @@ async function stopStalePostmaster(dataDir: string, logger: Logger): Promise<voi
  */
 async function takeBackShutdown(): Promise<void> {
   const { default: exitHook } = await import('async-exit-hook');
-  for (const event of ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'message']) exitHook.unhookEvent(event);
+  // 'exit' too: its hook is async and throws 'done is not a function' when run from the exit event.
+  for (const event of ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'message', 'exit']) exitHook.unhookEvent(event);
 }
 
 /**

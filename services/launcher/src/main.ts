@@ -38,6 +38,13 @@ async function main(): Promise<number> {
       stopRequested(0);
     });
   }
+  // A bug that escapes every handler still ends in one clear line, a drained stop and exit 1.
+  for (const event of ['uncaughtException', 'unhandledRejection'] as const) {
+    process.on(event, (err: unknown) => {
+      logger.error(`crashed: ${err instanceof Error ? err.message : String(err)}`, { err });
+      stopRequested(1);
+    });
+  }
   runtime.onCrash((module, err) => {
     logger.error(`module ${module} crashed: ${err instanceof Error ? err.message : String(err)}`, { module, err });
     stopRequested(1);

@@ -3,6 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from '@chat/db';
+import { startDevModel, type DevModel } from '@chat/devmodel';
+import { configureLogger, getLogger } from '@chat/logger';
 import { dumpOutput, startProc, stopProc, waitFor, type Proc } from './harness.js';
 import { API_KEYS, runLifecycle } from './lifecycle.js';
 
@@ -64,6 +66,7 @@ describe('e2e: the message lifecycle', function () {
     const brokers = process.env.KAFKA_BROKERS;
     let procs: Proc[] = [];
     let base = '';
+    let llm: DevModel | undefined;
 
     before(async function () {
       if (!databaseUrl || !brokers) {
@@ -73,7 +76,14 @@ describe('e2e: the message lifecycle', function () {
       }
       const [persona, session, scheduler, rag, http] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
       const dataDir = mkdtempSync(join(tmpdir(), 'chat-e2e-mp-'));
+      // An OpenAI-compatible server of our own, given through the LLM_* settings: the configured
+      // path, not the built-in default.
+      configureLogger({ silent: true });
+      llm = await startDevModel({ host: '127.0.0.1', port: 0, logger: getLogger('e2e-llm') });
       const shared = {
+        LLM_BASE_URL: llm.endpoint.baseUrl,
+        LLM_API_KEY: 'e2e-llm-key',
+        LLM_MODEL: llm.endpoint.model,
         DATABASE_URL: databaseUrl!,
         KAFKA_BROKERS: brokers!,
         DATA_DIR: dataDir,
@@ -108,10 +118,14 @@ describe('e2e: the message lifecycle', function () {
 
     after(async () => {
       for (const p of [...procs].reverse()) await stopProc(p);
+      await llm?.stop();
     });
 
     it('creates a persona, ingests knowledge, and streams a grounded reply over WebSocket', async () => {
       await runLifecycle(base);
+      // The rag process used the configured endpoint, not a development model of its own.
+      const rag = procs.find((p) => p.name === 'rag')!;
+      assert.ok(!rag.output.some((l) => /DEVELOPMENT model|development model is running/.test(l)), 'rag started its own development model');
     });
 
     it('drains and exits 0 on SIGTERM in every process', async () => {
