@@ -11,6 +11,13 @@ export interface PersonaApi {
   createPersona(req: personaV1.DeepPartial<personaV1.CreatePersonaRequest>): Promise<personaV1.CreatePersonaResponse>;
   getPersona(req: personaV1.DeepPartial<personaV1.GetPersonaRequest>): Promise<personaV1.GetPersonaResponse>;
   listPersonas(req: personaV1.DeepPartial<personaV1.ListPersonasRequest>): Promise<personaV1.ListPersonasResponse>;
+  updatePersona(req: personaV1.DeepPartial<personaV1.UpdatePersonaRequest>): Promise<personaV1.UpdatePersonaResponse>;
+  deletePersona(req: personaV1.DeepPartial<personaV1.DeletePersonaRequest>): Promise<personaV1.DeletePersonaResponse>;
+  createApiProfile(req: personaV1.DeepPartial<personaV1.CreateApiProfileRequest>): Promise<personaV1.CreateApiProfileResponse>;
+  getApiProfile(req: personaV1.DeepPartial<personaV1.GetApiProfileRequest>): Promise<personaV1.GetApiProfileResponse>;
+  listApiProfiles(req: personaV1.DeepPartial<personaV1.ListApiProfilesRequest>): Promise<personaV1.ListApiProfilesResponse>;
+  updateApiProfile(req: personaV1.DeepPartial<personaV1.UpdateApiProfileRequest>): Promise<personaV1.UpdateApiProfileResponse>;
+  deleteApiProfile(req: personaV1.DeepPartial<personaV1.DeleteApiProfileRequest>): Promise<personaV1.DeleteApiProfileResponse>;
 }
 
 export interface SessionApi {
@@ -18,6 +25,8 @@ export interface SessionApi {
   getSession(req: sessionV1.DeepPartial<sessionV1.GetSessionRequest>): Promise<sessionV1.GetSessionResponse>;
   listMessages(req: sessionV1.DeepPartial<sessionV1.ListMessagesRequest>): Promise<sessionV1.ListMessagesResponse>;
   sendMessage(req: sessionV1.DeepPartial<sessionV1.SendMessageRequest>): Promise<sessionV1.SendMessageResponse>;
+  listSessions(req: sessionV1.DeepPartial<sessionV1.ListSessionsRequest>): Promise<sessionV1.ListSessionsResponse>;
+  deleteSession(req: sessionV1.DeepPartial<sessionV1.DeleteSessionRequest>): Promise<sessionV1.DeleteSessionResponse>;
 }
 
 export interface RagApi {

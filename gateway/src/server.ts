@@ -6,6 +6,7 @@ import type { WebSocketServer } from 'ws';
 import type { GatewayDeps } from './deps.js';
 import { setOwner } from './routes/util.js';
 import { toHttpAppError } from './errors.js';
+import { apiProfileRoutes } from './routes/api-profiles.js';
 import { personaRoutes } from './routes/personas.js';
 import { sessionRoutes } from './routes/sessions.js';
 import { SocketHub } from './ws/hub.js';
@@ -138,6 +139,7 @@ export function buildApp(deps: GatewayDeps): Gateway {
         route.schema = { ...route.schema, querystring: route.schema?.querystring ?? { type: 'object', additionalProperties: false, properties: {} } };
       });
       personaRoutes(api, deps);
+      apiProfileRoutes(api, deps);
       sessionRoutes(api, deps);
     },
     { prefix: '/api' },

@@ -1,6 +1,6 @@
-import { personaV1, ragV1, schedulerV1, sessionV1 } from '@chat/contracts';
+import { ragV1, schedulerV1, sessionV1 } from '@chat/contracts';
 import { AppError } from '@chat/errors';
-import type { PersonaApi, RagApi, SchedulerApi, SessionApi } from '../src/deps.js';
+import type { RagApi, SchedulerApi, SessionApi } from '../src/deps.js';
 
 /*
  * In-memory stand-ins for the four services. Like the real ones, they answer NOT_FOUND for an
@@ -10,31 +10,8 @@ import type { PersonaApi, RagApi, SchedulerApi, SessionApi } from '../src/deps.j
 let counter = 0;
 const nextId = (prefix: string) => `${prefix}_${++counter}`;
 
-export class FakePersonas implements PersonaApi {
-  readonly personas = new Map<string, personaV1.Persona>();
-  readonly calls: Array<{ method: string; req: unknown }> = [];
-
-  async createPersona(req: personaV1.DeepPartial<personaV1.CreatePersonaRequest>): Promise<personaV1.CreatePersonaResponse> {
-    this.calls.push({ method: 'createPersona', req });
-    const full = personaV1.CreatePersonaRequest.fromPartial(req);
-    const now = new Date();
-    const persona = personaV1.Persona.fromPartial({ ...full, id: nextId('per'), createdAt: now, updatedAt: now });
-    this.personas.set(persona.id, persona);
-    return { persona };
-  }
-
-  async getPersona(req: personaV1.DeepPartial<personaV1.GetPersonaRequest>): Promise<personaV1.GetPersonaResponse> {
-    this.calls.push({ method: 'getPersona', req });
-    const p = this.personas.get(req.id ?? '');
-    if (!p || p.ownerId !== req.ownerId) throw AppError.notFound('persona', req.id ?? '');
-    return { persona: p };
-  }
-
-  async listPersonas(req: personaV1.DeepPartial<personaV1.ListPersonasRequest>): Promise<personaV1.ListPersonasResponse> {
-    this.calls.push({ method: 'listPersonas', req });
-    return { personas: [...this.personas.values()].filter((p) => p.ownerId === req.ownerId), nextPageToken: '' };
-  }
-}
+// The persona service's fake lives with the persona and API profile tests.
+export { FakePersonas } from './persona-fakes.js';
 
 export class FakeSessions implements SessionApi {
   readonly sessions = new Map<string, sessionV1.Session>();
@@ -94,6 +71,23 @@ export class FakeSessions implements SessionApi {
     );
     if (full.idempotencyKey) this.idempotency.set(`${session.id}/${full.idempotencyKey}`, res);
     return res;
+  }
+
+  /** listSessions pages newest first; the page token is the index to continue at. */
+  async listSessions(req: sessionV1.DeepPartial<sessionV1.ListSessionsRequest>): Promise<sessionV1.ListSessionsResponse> {
+    const all = [...this.sessions.values()].filter((s) => s.ownerId === req.ownerId && (!req.personaId || s.personaId === req.personaId)).reverse();
+    const start = req.pageToken ? Number(req.pageToken) : 0;
+    if (!Number.isInteger(start) || start < 0) throw AppError.invalid('page_token is not valid', { page_token: 'must be a next_page_token this API returned' });
+    const limit = req.limit || 20;
+    const page = all.slice(start, start + limit);
+    return { sessions: page, nextPageToken: start + limit < all.length ? String(start + limit) : '' };
+  }
+
+  async deleteSession(req: sessionV1.DeepPartial<sessionV1.DeleteSessionRequest>): Promise<sessionV1.DeleteSessionResponse> {
+    const session = this.own(req.ownerId, req.id);
+    this.sessions.delete(session.id);
+    this.messages.delete(session.id);
+    return {};
   }
 }
 

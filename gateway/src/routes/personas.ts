@@ -4,6 +4,7 @@ import { AppError } from '@chat/errors';
 import type { GatewayDeps } from '../deps.js';
 import { documentToJson, jobToJson, personaToJson, settingsFromJson, type SettingsJson } from '../json.js';
 import { params, queryInt, settings } from '../schemas.js';
+import { nullable } from './api-profiles.js';
 import { intParam, ownerOf } from './util.js';
 
 interface CreatePersonaBody {
@@ -12,6 +13,16 @@ interface CreatePersonaBody {
   background?: string;
   api_profile_id?: string;
   settings?: SettingsJson;
+}
+
+type Nullable<T> = { [K in keyof T]?: T[K] | null };
+
+interface PatchPersonaBody {
+  name?: string;
+  system_prompt?: string;
+  background?: string;
+  api_profile_id?: string | null;
+  settings?: (Nullable<Omit<SettingsJson, 'retrieval'>> & { retrieval?: Nullable<NonNullable<SettingsJson['retrieval']>> | null }) | null;
 }
 
 /** personaRoutes: personas, their knowledge ingestion and the retrieval test. */
@@ -74,6 +85,79 @@ export function personaRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     const { id } = req.params as { id: string };
     const res = await deps.persona.getPersona({ ownerId: ownerOf(req), id });
     return personaToJson(res.persona);
+  });
+
+  // PATCH is a JSON merge patch (RFC 7386): given fields change, null resets a field that may be
+  // unset (api_profile_id, settings and each setting), everything else stays.
+  app.patch(
+    '/personas/:id',
+    {
+      schema: {
+        params: params('id'),
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          minProperties: 1,
+          properties: {
+            name: { type: 'string', minLength: 1, maxLength: 200 },
+            system_prompt: { type: 'string', maxLength: 20_000 },
+            background: { type: 'string', maxLength: 200_000 },
+            api_profile_id: nullable({ type: 'string', minLength: 1, maxLength: 100 }),
+            settings: nullable({
+              ...settings,
+              properties: {
+                ...Object.fromEntries(Object.entries(settings.properties).filter(([k]) => k !== 'retrieval').map(([k, v]) => [k, nullable(v)])),
+                retrieval: nullable({
+                  ...settings.properties.retrieval,
+                  properties: Object.fromEntries(Object.entries(settings.properties.retrieval.properties).map(([k, v]) => [k, nullable(v)])),
+                }),
+              },
+            }),
+          },
+        },
+      },
+    },
+    async (req) => {
+      const { id } = req.params as { id: string };
+      const body = req.body as PatchPersonaBody;
+      const clearFields: string[] = [];
+      if (body.api_profile_id === null) clearFields.push('api_profile_id');
+      let patchSettings: SettingsJson | undefined;
+      if (body.settings === null) clearFields.push('settings');
+      else if (body.settings) {
+        const { retrieval, ...top } = body.settings;
+        patchSettings = {};
+        for (const [k, v] of Object.entries(top)) {
+          if (v === null) clearFields.push(`settings.${k}`);
+          else (patchSettings as Record<string, unknown>)[k] = v;
+        }
+        if (retrieval === null) clearFields.push('settings.retrieval');
+        else if (retrieval) {
+          patchSettings.retrieval = {};
+          for (const [k, v] of Object.entries(retrieval)) {
+            if (v === null) clearFields.push(`settings.retrieval.${k}`);
+            else (patchSettings.retrieval as Record<string, unknown>)[k] = v;
+          }
+        }
+      }
+      const res = await deps.persona.updatePersona({
+        ownerId: ownerOf(req),
+        id,
+        name: body.name,
+        systemPrompt: body.system_prompt,
+        background: body.background,
+        apiProfileId: body.api_profile_id ?? undefined,
+        settings: settingsFromJson(patchSettings),
+        clearFields,
+      });
+      return personaToJson(res.persona);
+    },
+  );
+
+  app.delete('/personas/:id', { schema: { params: params('id') } }, async (req, reply) => {
+    const { id } = req.params as { id: string };
+    await deps.persona.deletePersona({ ownerId: ownerOf(req), id });
+    return reply.code(204).send();
   });
 
   app.post(

@@ -30,6 +30,33 @@ export function sessionRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     },
   );
 
+  app.get(
+    '/sessions',
+    {
+      schema: {
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { persona_id: id, page_token: { type: 'string', minLength: 1, maxLength: 500 }, limit: queryInt(100) },
+        },
+      },
+    },
+    async (req) => {
+      const q = req.query as { persona_id?: string; page_token?: string; limit?: string };
+      const limit = intParam('limit', q.limit, 1, 100) ?? 20;
+      // A foreign or unknown persona answers 404, like every other persona route.
+      if (q.persona_id) await deps.persona.getPersona({ ownerId: ownerOf(req), id: q.persona_id });
+      const res = await deps.session.listSessions({ ownerId: ownerOf(req), personaId: q.persona_id ?? '', pageToken: q.page_token ?? '', limit });
+      return { sessions: res.sessions.map(sessionToJson), next_page_token: res.nextPageToken || null };
+    },
+  );
+
+  app.delete('/sessions/:id', { schema: { params: params('id') } }, async (req, reply) => {
+    const { id: sessionId } = req.params as { id: string };
+    await deps.session.deleteSession({ ownerId: ownerOf(req), id: sessionId });
+    return reply.code(204).send();
+  });
+
   app.get('/sessions/:id', { schema: { params: params('id') } }, async (req) => {
     const { id: sessionId } = req.params as { id: string };
     const res = await deps.session.getSession({ ownerId: ownerOf(req), id: sessionId, recentLimit: RECENT_MESSAGES });

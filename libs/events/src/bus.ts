@@ -56,6 +56,7 @@ export interface EventBus {
 /** Topics of the mesh. Keys: persona id for persona events, session id for the others. */
 export const Topics = {
   personaEvents: 'chat.persona.events.v1',
+  profileEvents: 'chat.profile.events.v1',
   messages: 'chat.messages.v1',
   replies: 'chat.replies.v1',
 } as const;

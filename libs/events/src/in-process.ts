@@ -1,5 +1,6 @@
 import { getLogger } from '@chat/logger';
 import { backoffMs, type EventBus, type EventRecord, type OutgoingEvent, type SubscribeOptions, type Subscription, type TopicSpec } from './bus.js';
+import { claimGroup } from './groups.js';
 
 interface Member {
   options: SubscribeOptions;
@@ -15,6 +16,7 @@ export class InProcessBus implements EventBus {
   readonly kind = 'in-process' as const;
   private readonly groups = new Map<string, Map<string, Member[]>>(); // topic -> group -> members
   private readonly logger = getLogger('bus');
+  private readonly groupTopics = new Map<string, string>();
 
   async ensureTopics(_topics: TopicSpec[]): Promise<void> {}
 
@@ -54,6 +56,7 @@ export class InProcessBus implements EventBus {
   }
 
   async subscribe(options: SubscribeOptions): Promise<Subscription> {
+    claimGroup(this.groupTopics, options);
     const member: Member = { options, chains: new Map(), stopped: false };
     for (const topic of options.topics) {
       const groups = this.groups.get(topic) ?? new Map<string, Member[]>();

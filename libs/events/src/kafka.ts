@@ -1,6 +1,7 @@
 import { Kafka, logLevel, type Consumer, type Producer, type LogEntry } from 'kafkajs';
 import { getLogger } from '@chat/logger';
 import { backoffMs, type EventBus, type EventRecord, type OutgoingEvent, type SubscribeOptions, type Subscription, type TopicSpec } from './bus.js';
+import { claimGroup } from './groups.js';
 
 /** KafkaBusOptions configure the Kafka adapter. */
 export interface KafkaBusOptions {
@@ -20,6 +21,7 @@ export class KafkaBus implements EventBus {
   private producer: Producer | undefined;
   private producerReady: Promise<Producer> | undefined;
   private readonly consumers = new Set<Consumer>();
+  private readonly groupTopics = new Map<string, string>();
   private readonly logger = getLogger('bus');
 
   constructor(private readonly options: KafkaBusOptions) {
@@ -80,6 +82,7 @@ export class KafkaBus implements EventBus {
   }
 
   async subscribe(options: SubscribeOptions): Promise<Subscription> {
+    claimGroup(this.groupTopics, options);
     const consumer = this.kafka.consumer({
       groupId: options.groupId,
       maxWaitTimeInMs: this.options.maxWaitTimeMs ?? 20,

@@ -99,6 +99,15 @@ function busContract(name: string, make: () => EventBus | undefined) {
       await sub.stop();
     });
 
+    it('refuses a consumer group that this process already uses for other topics', async () => {
+      const g = `g-${randomUUID()}`;
+      const [a, b] = [topic(), topic()];
+      await bus.ensureTopics([{ name: a, partitions: 1 }, { name: b, partitions: 1 }]);
+      const sub = await bus.subscribe({ topics: [a], groupId: g, handler: async () => {} });
+      await assert.rejects(bus.subscribe({ topics: [b], groupId: g, handler: async () => {} }), /already reads/);
+      await sub.stop();
+    });
+
     it('carries headers', async () => {
       const t = topic();
       await bus.ensureTopics([{ name: t, partitions: 1 }]);

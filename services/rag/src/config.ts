@@ -4,7 +4,14 @@ import { defineConfig, env, z } from '@chat/config';
 export const ragConfig = defineConfig({
   /** Where the RagService gRPC server listens (port 0: any free port). */
   RAG_GRPC_LISTEN: env.address().default('127.0.0.1:0'),
-  /** Directory of the LanceDB vector store; default DATA_DIR/lancedb. */
+  /** host:port of a Milvus gRPC endpoint; when set, chunks live in Milvus instead of LanceDB. */
+  MILVUS_ADDRESS: env.address().optional(),
+  /** The Milvus collection of the chunks (created when missing). */
+  MILVUS_COLLECTION: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]{0,254}$/, 'must be letters, digits and underscores, not starting with a digit')
+    .default('chat_chunks_v1'),
+  /** Directory of the LanceDB vector store (used when MILVUS_ADDRESS is unset); default DATA_DIR/lancedb. */
   LANCEDB_DIR: z.string().optional(),
   /** The project data directory (shared with the embedded database and the dev API key). */
   DATA_DIR: z.string().default('.data'),

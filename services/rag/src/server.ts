@@ -6,6 +6,7 @@ import { Topics, type EventBus, type Subscription } from '@chat/events';
 import { startGrpcServer, wrapImplementation, type GrpcServer } from '@chat/grpc';
 import type { Logger } from '@chat/logger';
 import { LanceVectorStore } from './adapters/lancedb/store.js';
+import { MilvusVectorStore } from './adapters/milvus/store.js';
 import { OpenAiChatModel } from './adapters/openai/chat-model.js';
 import { ragMigrations } from './adapters/postgres/migrations.js';
 import { PgJobRepository, PgSourceRepository } from './adapters/postgres/repositories.js';
@@ -13,6 +14,7 @@ import type { ConfigOf } from '@chat/config';
 import type { ragConfig } from './config.js';
 import { Generator } from './domain/generate.js';
 import { LocalHashEmbedder } from './domain/hash-embedder.js';
+import type { Embedder, VectorStore } from './domain/ports.js';
 import { IngestService } from './domain/ingest.js';
 import { Retriever } from './domain/retrieval.js';
 import { personaEventHandler } from './handlers/persona-events.js';
@@ -40,16 +42,27 @@ export interface RagServer {
   stop(): Promise<void>;
 }
 
+/** openVectorStore opens Milvus when MILVUS_ADDRESS is set, else the embedded LanceDB store. */
+export async function openVectorStore(config: ConfigOf<typeof ragConfig>, embedder: Embedder, logger: Logger): Promise<VectorStore> {
+  if (config.MILVUS_ADDRESS) {
+    logger.info('vector store: milvus', { address: config.MILVUS_ADDRESS, collection: config.MILVUS_COLLECTION });
+    return MilvusVectorStore.open({ address: config.MILVUS_ADDRESS, collection: config.MILVUS_COLLECTION, dimensions: embedder.dimensions, logger });
+  }
+  const dir = config.LANCEDB_DIR ?? join(config.DATA_DIR, 'lancedb');
+  logger.info('vector store: lancedb', { dir });
+  return LanceVectorStore.open(dir, logger);
+}
+
 /** startRagServer migrates the rag schema, opens the vector store, resumes jobs and serves gRPC. */
 export async function startRagServer(deps: RagServerDeps): Promise<RagServer> {
   const { config, database, bus, llm, logger } = deps;
   await migrate(database.sequelize, 'rag', ragMigrations, logger);
 
-  const store = await LanceVectorStore.open(config.LANCEDB_DIR ?? join(config.DATA_DIR, 'lancedb'), logger);
-  const jobs = new PgJobRepository(database.sequelize);
-  const sources = new PgSourceRepository(database.sequelize);
   const embedder = new LocalHashEmbedder();
   logger.info('embedder', { name: embedder.name, dimensions: embedder.dimensions, local: embedder.local });
+  const store = await openVectorStore(config, embedder, logger);
+  const jobs = new PgJobRepository(database.sequelize);
+  const sources = new PgSourceRepository(database.sequelize);
   if (llm.development) logger.warn('replies come from the built-in development model, not a real language model', { model: llm.model });
 
   const ingest = new IngestService({

@@ -6,11 +6,16 @@ import { withContext, newTraceId } from '@chat/logger';
 import { defineModule } from '@chat/runtime';
 import { schedulerConfig } from './config.js';
 import { Scheduler } from './domain/scheduler.js';
+import { Summarizer } from './domain/summarizer.js';
+import { gptTokenizer } from './adapters/tokenizer.js';
 import { schedulerHandlers } from './handlers/scheduler-handlers.js';
 
 export { schedulerConfig } from './config.js';
 export { Scheduler, type SchedulerOptions } from './domain/scheduler.js';
-export type { SchedulerPorts } from './domain/ports.js';
+export type { SchedulerPorts, SummaryPorts } from './domain/ports.js';
+export { Summarizer, type SummarizerOptions, type SummaryJob } from './domain/summarizer.js';
+export { buildWindow, type Tokenizer, type Window, type WindowInput, type WindowTurn } from './domain/window.js';
+export { gptTokenizer } from './adapters/tokenizer.js';
 
 /** schedulerModule consumes message events, runs RuntimeSessions and publishes reply events. */
 export const schedulerModule = defineModule<ServiceEndpoint>({
@@ -26,10 +31,26 @@ export const schedulerModule = defineModule<ServiceEndpoint>({
     const personas = new PersonaClient(resolveTarget(ctx, 'persona'));
     const sessions = new SessionClient(resolveTarget(ctx, 'session'));
     const rag = new RagClient(resolveTarget(ctx, 'rag'));
+    const summarizer = new Summarizer(
+      {
+        listMessagesAfter: (req) => sessions.listMessagesAfter(req),
+        summarize: (req) => rag.summarize(req, cfg.SCHEDULER_REPLY_TIMEOUT_MS),
+        updateSummary: (req) => sessions.updateSummary(req),
+      },
+      gptTokenizer,
+      {
+        thresholdMessages: cfg.SCHEDULER_SUMMARY_THRESHOLD_MESSAGES,
+        batchMessages: cfg.SCHEDULER_SUMMARY_BATCH_MESSAGES,
+        batchTokens: cfg.SCHEDULER_SUMMARY_BATCH_TOKENS,
+        summaryMaxTokens: cfg.SCHEDULER_SUMMARY_MAX_TOKENS,
+        retryAfterMs: cfg.SCHEDULER_SUMMARY_RETRY_MS,
+      },
+      ctx.logger,
+    );
     const scheduler = new Scheduler(
       {
         getPersona: (req) => personas.getPersona(req),
-        getSession: (req) => sessions.getSession(req),
+        getConversationWindow: (req) => sessions.getConversationWindow(req),
         generate: (req, options) => rag.generate(req, options),
         publish: (sessionId, events) =>
           bus.publish(
@@ -37,8 +58,16 @@ export const schedulerModule = defineModule<ServiceEndpoint>({
             events.map((e) => ({ key: sessionId, value: encodeEvent(eventsV1.ReplyEvent, e), headers: traceHeaders({ 'event-type': `reply.${e.kind?.$case ?? 'unknown'}` }) })),
           ),
       },
-      { replyTimeoutMs: cfg.SCHEDULER_REPLY_TIMEOUT_MS, idleEvictMs: cfg.SCHEDULER_IDLE_EVICT_MS, historyTurns: cfg.SCHEDULER_HISTORY_TURNS },
+      {
+        replyTimeoutMs: cfg.SCHEDULER_REPLY_TIMEOUT_MS,
+        idleEvictMs: cfg.SCHEDULER_IDLE_EVICT_MS,
+        windowMaxMessages: cfg.SCHEDULER_WINDOW_MAX_MESSAGES,
+        defaultBudgetTokens: cfg.SCHEDULER_HISTORY_BUDGET_TOKENS,
+        knowledgeReserveTokens: cfg.SCHEDULER_KNOWLEDGE_RESERVE_TOKENS,
+      },
       ctx.logger,
+      gptTokenizer,
+      summarizer,
     );
     const subscription = await bus.subscribe({
       topics: [Topics.messages],
@@ -73,6 +102,7 @@ export const schedulerModule = defineModule<ServiceEndpoint>({
         // Stop taking messages first; in-flight replies finish (the consumer waits for them).
         await subscription.stop();
         scheduler.stop();
+        await summarizer.stop();
         await server.stop();
       },
     };

@@ -8,8 +8,28 @@ import { SessionRepository } from './adapters/postgres/session-repo.js';
 import { migrations, SCHEMA } from './adapters/postgres/migrations.js';
 import { sessionConfig } from './config.js';
 import { sessionHandlers } from './handlers/session-handlers.js';
+import { isUuid } from './domain/session.js';
+
+/** BoundedSet remembers at most `max` keys, forgetting the oldest first. */
+class BoundedSet {
+  private readonly keys = new Set<string>();
+  constructor(private readonly max: number) {}
+  has(key: string): boolean {
+    return this.keys.has(key);
+  }
+  add(key: string): void {
+    this.keys.add(key);
+    if (this.keys.size > this.max) this.keys.delete(this.keys.values().next().value as string);
+  }
+  delete(key: string): void {
+    this.keys.delete(key);
+  }
+}
 
 export { sessionConfig } from './config.js';
+export { SessionRepository } from './adapters/postgres/session-repo.js';
+export { migrations as sessionMigrations, SCHEMA as SESSION_SCHEMA } from './adapters/postgres/migrations.js';
+export { sessionHandlers } from './handlers/session-handlers.js';
 
 /** sessionModule runs the session service: sessions and messages, the outbox, and reply persistence. */
 export const sessionModule = defineModule<ServiceEndpoint>({
@@ -29,10 +49,12 @@ export const sessionModule = defineModule<ServiceEndpoint>({
     const repo = new SessionRepository(sequelize, outbox);
     const personas = new PersonaClient(resolveTarget(ctx, 'persona'));
 
-    // Final replies become assistant messages; deltas are only for live streams.
+    // Replies already marked streaming (bounded: the oldest are forgotten, which costs one no-op update).
+    const streaming = new BoundedSet(10_000);
+    // Replies move the assistant row: pending → streaming (first delta) → completed|failed|cancelled.
     const replies = await bus.subscribe({
       topics: [Topics.replies],
-      groupId: 'session',
+      groupId: 'session.replies',
       maxAttempts: 10,
       handler: async (record) => {
         let event: eventsV1.ReplyEvent;
@@ -43,7 +65,15 @@ export const sessionModule = defineModule<ServiceEndpoint>({
           return;
         }
         const kind = event.kind;
-        if (!kind || kind.$case === 'delta') return;
+        if (!kind) return;
+        if (kind.$case === 'delta') {
+          // One write per reply, not per delta: the first delta marks it streaming.
+          if (streaming.has(event.replyId)) return;
+          await repo.markStreaming(event.sessionId, event.replyId);
+          streaming.add(event.replyId);
+          return;
+        }
+        streaming.delete(event.replyId);
         const base = { sessionId: event.sessionId, replyId: event.replyId, messageId: event.messageId, seq: event.seq };
         if (kind.$case === 'completed') {
           await repo.recordReply({
@@ -60,6 +90,25 @@ export const sessionModule = defineModule<ServiceEndpoint>({
       },
     });
 
+    // Deleting a persona deletes its sessions (messages and summaries cascade); repeats are harmless.
+    const personaEvents = await bus.subscribe({
+      topics: [Topics.personaEvents],
+      groupId: 'session.persona-events',
+      maxAttempts: 10,
+      handler: async (record) => {
+        let event: eventsV1.PersonaEvent;
+        try {
+          event = eventsV1.PersonaEvent.decode(record.value);
+        } catch (err) {
+          ctx.logger.error('undecodable persona event skipped', { key: record.key, err });
+          return;
+        }
+        if (event.kind?.$case !== 'deleted' || !isUuid(event.personaId)) return;
+        const removed = await repo.deleteByPersona(event.personaId);
+        if (removed) ctx.logger.info('sessions of a deleted persona removed', { persona_id: event.personaId, sessions: removed });
+      },
+    });
+
     const server = await startGrpcServer({
       address: cfg.SESSION_GRPC_LISTEN,
       logger: ctx.logger,
@@ -73,10 +122,11 @@ export const sessionModule = defineModule<ServiceEndpoint>({
     });
     return {
       value: { address: server.address },
-      crashed: replies.crashed,
+      crashed: Promise.race([replies.crashed, personaEvents.crashed]),
       stop: async () => {
         await server.stop();
         await replies.stop();
+        await personaEvents.stop();
         await outbox.stop();
       },
     };

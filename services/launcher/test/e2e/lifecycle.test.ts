@@ -61,17 +61,18 @@ describe('e2e: the message lifecycle', function () {
     });
   });
 
-  describe('one OS process per target on real PostgreSQL and Kafka', () => {
+  describe('one OS process per target on real PostgreSQL, Kafka and Milvus', () => {
     const databaseUrl = process.env.DATABASE_URL;
     const brokers = process.env.KAFKA_BROKERS;
+    const milvus = process.env.MILVUS_ADDRESS;
     let procs: Proc[] = [];
     let base = '';
     let llm: DevModel | undefined;
 
     before(async function () {
-      if (!databaseUrl || !brokers) {
+      if (!databaseUrl || !brokers || !milvus) {
         // Outside CI, a developer without `scripts/infra up` may skip this; CI must never skip it.
-        if (process.env.CI === 'true') throw new Error('CI=true but DATABASE_URL or KAFKA_BROKERS is not set: run scripts/infra up first');
+        if (process.env.CI === 'true') throw new Error('CI=true but DATABASE_URL, KAFKA_BROKERS or MILVUS_ADDRESS is not set: run scripts/infra up first');
         this.skip();
       }
       const [persona, session, scheduler, rag, http] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
@@ -86,6 +87,7 @@ describe('e2e: the message lifecycle', function () {
         LLM_MODEL: llm.endpoint.model,
         DATABASE_URL: databaseUrl!,
         KAFKA_BROKERS: brokers!,
+        MILVUS_ADDRESS: milvus!,
         DATA_DIR: dataDir,
         API_KEYS,
         WS_TOKEN_SECRET: 'e2e-ws-token-secret-0123456789abcdef',

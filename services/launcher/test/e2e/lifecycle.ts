@@ -76,11 +76,14 @@ export async function runLifecycle(httpBase: string): Promise<void> {
     assert.ok(done.citations.length >= 1);
     assert.equal(typeof done.citations[0].source_id, 'string');
 
-    // Both messages are durable and visible in the session.
+    // Both messages are durable and visible in the session; the reply's row exists from the send
+    // on (pending, then streaming) and is final once the session service stored the outcome.
     const view = await waitFor('the assistant message to be stored', async () => {
       const r = await api.call('GET', `/api/sessions/${session.id}`);
       assert.equal(r.status, 200);
-      return r.body.messages.length >= 2 ? r.body : undefined;
+      const reply = r.body.messages.find((m: { id: string }) => m.id === reply_id);
+      assert.ok(reply, 'the reply row exists from the send on');
+      return ['completed', 'failed', 'cancelled'].includes(reply.status) ? r.body : undefined;
     });
     const user = view.messages.find((m: { id: string }) => m.id === message_id);
     const assistant = view.messages.find((m: { id: string }) => m.id === reply_id);

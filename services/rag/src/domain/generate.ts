@@ -1,6 +1,7 @@
 import { AppError } from '@chat/errors';
 import type { ChatModel } from './ports.js';
 import { buildPrompt, type HistoryTurn } from './prompt.js';
+import { summarize, type SummarizeInput } from './summarize.js';
 import type { Retriever } from './retrieval.js';
 import type { Citation } from './types.js';
 import { requireId } from './validate.js';
@@ -14,6 +15,8 @@ export interface GenerateInput {
   personaId: string;
   systemPrompt: string;
   history: HistoryTurn[];
+  /** The rolling summary of the turns before history. */
+  summary?: string;
   userMessage: string;
   temperature?: number;
   maxTokens?: number;
@@ -36,6 +39,11 @@ export class Generator {
     private readonly deps: { retriever: Retriever; model: ChatModel; defaults: GenerateDefaults },
   ) {}
 
+  /** summarize folds turns into a rolling summary with the same model and endpoint as replies. */
+  summarize(input: SummarizeInput, signal?: AbortSignal): Promise<{ summary: string; model: string }> {
+    return summarize(this.deps.model, input, this.deps.defaults, signal);
+  }
+
   async *generate(input: GenerateInput, signal?: AbortSignal): AsyncGenerator<GenerateEvent> {
     requireId('owner_id', input.ownerId);
     requireId('persona_id', input.personaId);
@@ -53,7 +61,7 @@ export class Generator {
       topK: input.topK,
       scoreThreshold: input.scoreThreshold,
     });
-    const messages = buildPrompt({ systemPrompt: input.systemPrompt, passages: chunks, history: input.history, userMessage });
+    const messages = buildPrompt({ systemPrompt: input.systemPrompt, passages: chunks, history: input.history, userMessage, summary: input.summary });
 
     let content = '';
     for await (const delta of this.deps.model.stream({ messages, temperature, maxTokens, signal })) {

@@ -19,7 +19,12 @@ export interface PromptInput {
   passages: ReadonlyArray<Pick<ScoredChunk, 'title' | 'text'>>;
   history: readonly HistoryTurn[];
   userMessage: string;
+  /** The rolling summary of the conversation before `history` (empty or absent when none). */
+  summary?: string;
 }
+
+/** The sentence that frames the rolling summary of earlier turns. */
+export const SUMMARY_PREAMBLE = 'Summary of the earlier conversation (older turns that are no longer quoted below):';
 
 /**
  * neutralise keeps quoted text from forging the passage markers: any run of three or more angle
@@ -45,7 +50,9 @@ export function knowledgeSection(passages: PromptInput['passages']): string {
  */
 export function buildPrompt(input: PromptInput): ChatMessage[] {
   const persona = input.systemPrompt.trim() || DEFAULT_SYSTEM_PROMPT;
-  const system = input.passages.length > 0 ? `${persona}\n\n----- KNOWLEDGE -----\n${knowledgeSection(input.passages)}\n----- END OF KNOWLEDGE -----` : persona;
+  let system = input.passages.length > 0 ? `${persona}\n\n----- KNOWLEDGE -----\n${knowledgeSection(input.passages)}\n----- END OF KNOWLEDGE -----` : persona;
+  const summary = input.summary?.trim();
+  if (summary) system += `\n\n----- EARLIER CONVERSATION -----\n${SUMMARY_PREAMBLE}\n${neutralise(summary)}\n----- END OF EARLIER CONVERSATION -----`;
   const messages: ChatMessage[] = [{ role: 'system', content: system }];
   for (const turn of input.history) if (turn.content.trim()) messages.push({ role: turn.role, content: turn.content });
   messages.push({ role: 'user', content: input.userMessage });

@@ -13,6 +13,7 @@ export interface RagHandlers {
   getIngestJob(request: ragV1.GetIngestJobRequest): Promise<ragV1.GetIngestJobResponse>;
   retrieveDocuments(request: ragV1.RetrieveDocumentsRequest): Promise<ragV1.RetrieveDocumentsResponse>;
   generate(request: ragV1.GenerateRequest, call: ServerWritableStream<ragV1.GenerateRequest, ragV1.GenerateResponse>): Promise<void>;
+  summarize(request: ragV1.SummarizeRequest): Promise<ragV1.SummarizeResponse>;
 }
 
 /** write sends one stream item, waiting for the buffer to drain (or the call to end) when it is full. */
@@ -70,6 +71,7 @@ export function ragHandlers(deps: { ingest: IngestService; retriever: Retriever;
             personaId: req.personaId,
             systemPrompt: req.systemPrompt,
             history: historyFromWire(req.history),
+            summary: req.summary,
             userMessage: req.userMessage,
             temperature: req.temperature,
             maxTokens: req.maxTokens,
@@ -94,6 +96,17 @@ export function ragHandlers(deps: { ingest: IngestService; retriever: Retriever;
       } finally {
         call.off('cancelled', onCancel);
       }
+    },
+
+    async summarize(req) {
+      return deps.generator.summarize({
+        ownerId: req.ownerId,
+        personaId: req.personaId,
+        previousSummary: req.previousSummary,
+        turns: historyFromWire(req.turns),
+        temperature: req.temperature,
+        maxTokens: req.maxTokens,
+      });
     },
   };
 }

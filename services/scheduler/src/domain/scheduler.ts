@@ -3,13 +3,26 @@ import { AppError, Code, toAppError } from '@chat/errors';
 import type { Logger } from '@chat/logger';
 import { ReplyPublisher } from './reply-publisher.js';
 import type { SchedulerPorts } from './ports.js';
+import type { Summarizer } from './summarizer.js';
+import { buildWindow, type Tokenizer, type WindowTurn } from './window.js';
 
 /** SchedulerOptions tune the scheduler. */
 export interface SchedulerOptions {
   replyTimeoutMs: number;
   idleEvictMs: number;
-  historyTurns: number;
+  /** Most uncovered messages read for the window (the token budget usually stops earlier). */
+  windowMaxMessages: number;
+  /** The prompt budget when a persona sets no history_budget_tokens. */
+  defaultBudgetTokens: number;
+  /** Tokens kept free for retrieved knowledge. */
+  knowledgeReserveTokens: number;
 }
+
+const FINAL = new Set([
+  sessionV1.MessageStatus.MESSAGE_STATUS_COMPLETED,
+  sessionV1.MessageStatus.MESSAGE_STATUS_FAILED,
+  sessionV1.MessageStatus.MESSAGE_STATUS_CANCELLED,
+]);
 
 /**
  * RuntimeSession is the sticky execution context of one active session: its messages run one at a
@@ -36,6 +49,8 @@ export class Scheduler {
     private readonly ports: SchedulerPorts,
     private readonly options: SchedulerOptions,
     private readonly logger: Logger,
+    private readonly tokenizer: Tokenizer,
+    private readonly summarizer?: Summarizer,
   ) {
     this.evictTimer = setInterval(() => this.evictIdle(), Math.min(options.idleEvictMs, 60_000));
     this.evictTimer.unref();
@@ -100,19 +115,35 @@ export class Scheduler {
       publisher.push(eventsV1.ReplyEvent.fromPartial({ ...base, seq: rs.seq, kind } as eventsV1.ReplyEvent));
     };
     try {
-      const { session, recentMessages } = await this.ports.getSession({ ownerId: m.ownerId, id: m.sessionId, recentLimit: 200 });
-      rs.seq = Math.max(rs.seq ?? 0, session?.lastSeq ?? 0);
-      if (recentMessages.some((x) => x.id === m.replyId)) {
-        this.logger.info('reply already recorded; redelivered message skipped', { reply_id: m.replyId });
+      const win = await this.ports.getConversationWindow({
+        ownerId: m.ownerId,
+        sessionId: m.sessionId,
+        beforeMessageId: m.messageId,
+        maxMessages: this.options.windowMaxMessages,
+        replyId: m.replyId,
+      });
+      rs.seq = Math.max(rs.seq ?? 0, win.session?.lastSeq ?? 0);
+      if (FINAL.has(win.replyStatus)) {
+        this.logger.info('reply already final; redelivered message skipped', { reply_id: m.replyId });
         return;
       }
       const { persona } = await this.ports.getPersona({ ownerId: m.ownerId, id: m.personaId });
       if (!persona) throw AppError.notFound('persona', m.personaId);
-      const at = recentMessages.findIndex((x) => x.id === m.messageId);
-      const history = (at >= 0 ? recentMessages.slice(0, at) : recentMessages)
-        .filter((x) => x.status === sessionV1.MessageStatus.MESSAGE_STATUS_COMPLETED && x.content)
-        .slice(-this.options.historyTurns)
-        .map((x) => ({ role: x.role === sessionV1.Role.ROLE_USER ? ragV1.ChatRole.CHAT_ROLE_USER : ragV1.ChatRole.CHAT_ROLE_ASSISTANT, content: x.content }));
+      const turns: WindowTurn[] = win.messages
+        .filter((x) => x.status === sessionV1.MessageStatus.MESSAGE_STATUS_COMPLETED && x.content.trim())
+        .map((x) => ({ role: x.role === sessionV1.Role.ROLE_USER ? 'user' : 'assistant', content: x.content, position: Number(x.position) }));
+      const window = buildWindow(
+        {
+          budgetTokens: persona.settings?.historyBudgetTokens ?? this.options.defaultBudgetTokens,
+          systemPrompt: persona.systemPrompt,
+          userMessage: m.content,
+          knowledgeReserveTokens: this.options.knowledgeReserveTokens,
+          summary: win.summary?.text ?? '',
+          turns,
+        },
+        this.tokenizer,
+      );
+      const history = window.history.map((x) => ({ role: x.role === 'user' ? ragV1.ChatRole.CHAT_ROLE_USER : ragV1.ChatRole.CHAT_ROLE_ASSISTANT, content: x.content }));
       const r = persona.settings?.retrieval;
       const stream = this.ports.generate(
         {
@@ -122,6 +153,7 @@ export class Scheduler {
           replyId: m.replyId,
           systemPrompt: persona.systemPrompt,
           history,
+          summary: window.summary,
           userMessage: m.content,
           temperature: persona.settings?.temperature,
           maxTokens: persona.settings?.maxTokens,
@@ -141,6 +173,23 @@ export class Scheduler {
       if (!completed) throw AppError.unavailable('the reply stream ended without completing');
       await publisher.flush();
       this.completed++;
+      // Off the critical path: the reply is out; fold what fell out of the window if it is enough.
+      if (this.summarizer) {
+        const oldestKept = window.history[0]?.position;
+        const foldBefore = oldestKept ?? (win.messages.length ? Number(win.messages[win.messages.length - 1]!.position) + 1 : 0);
+        const outside = win.olderUncovered + win.messages.filter((x) => Number(x.position) < foldBefore).length;
+        if (foldBefore > 0) {
+          this.summarizer.maybeSchedule({
+            ownerId: m.ownerId,
+            sessionId: m.sessionId,
+            personaId: m.personaId,
+            summary: { text: win.summary?.text ?? '', coveredUntil: Number(win.summary?.coveredUntil ?? 0), version: Number(win.summary?.version ?? 0) },
+            foldBefore,
+            outside,
+            temperature: persona.settings?.temperature,
+          });
+        }
+      }
     } catch (err) {
       const app = controller.signal.aborted ? new AppError(Code.Cancelled, 'the reply was cancelled', { reason: 'cancelled' }) : toAppError(err);
       if (app.code === Code.Internal) this.logger.error('reply failed', { reply_id: m.replyId, err: app.cause ?? app });

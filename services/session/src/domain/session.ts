@@ -37,6 +37,44 @@ export interface Message {
   model: string;
   error: string;
   createdAt: Date;
+  /** Orders messages; a summary covers every message up to a position. */
+  position: number;
+}
+
+/** Summary is a session's rolling summary of its messages up to coveredUntil (a position). */
+export interface Summary {
+  text: string;
+  coveredUntil: number;
+  version: number;
+  updatedAt: Date | undefined;
+}
+
+/** FINAL_STATUSES are the statuses a reply never leaves. */
+export const FINAL_STATUSES: ReadonlySet<MessageStatus> = new Set(['completed', 'failed', 'cancelled']);
+
+/** PageCursor is where a newest-first listing of sessions continues. */
+export interface PageCursor {
+  /** created_at as UTC text with microseconds (JS dates lose them). */
+  createdAt: string;
+  id: string;
+}
+
+/** encodeCursor makes an opaque page token. */
+export function encodeCursor(c: PageCursor): string {
+  return Buffer.from(JSON.stringify([c.createdAt, c.id]), 'utf8').toString('base64url');
+}
+
+/** decodeCursor reads a page token; anything malformed is a client error. */
+export function decodeCursor(token: string): PageCursor {
+  try {
+    const v: unknown = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
+    if (Array.isArray(v) && v.length === 2 && typeof v[0] === 'string' && /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{1,6})?$/.test(v[0]) && typeof v[1] === 'string' && isUuid(v[1])) {
+      return { createdAt: v[0], id: v[1] };
+    }
+  } catch {
+    // falls through
+  }
+  throw AppError.invalid('page_token is not valid', { page_token: 'must be a next_page_token this API returned' });
 }
 
 /** Limits on session input. */

@@ -1,7 +1,7 @@
-import { AppError } from '@chat/errors';
+import { AppError, Code } from '@chat/errors';
 import { sessionV1 } from '@chat/contracts';
 import type { PersonaClient } from '@chat/clients';
-import { isUuid, validateCreate, validateSend, type Message, type Session } from '../domain/session.js';
+import { decodeCursor, encodeCursor, isUuid, validateCreate, validateSend, type Message, type Session, type Summary } from '../domain/session.js';
 import { assertOwned, type SessionRepository } from '../adapters/postgres/session-repo.js';
 
 const STATUS = {
@@ -29,8 +29,16 @@ function messageToProto(m: Message): sessionV1.Message {
     model: m.model,
     error: m.error,
     createdAt: m.createdAt,
+    position: m.position,
   });
 }
+
+function summaryToProto(s: Summary): sessionV1.Summary {
+  return sessionV1.Summary.fromPartial({ text: s.text, coveredUntil: s.coveredUntil, version: s.version, updatedAt: s.updatedAt });
+}
+
+/** Most messages a conversation window or a summary page returns. */
+const MAX_WINDOW_MESSAGES = 1_000;
 
 function requireOwner(ownerId: string): void {
   if (!ownerId) throw AppError.invalid('owner_id is required', { owner_id: 'is required' });
@@ -67,6 +75,60 @@ export function sessionHandlers(repo: SessionRepository, personas: PersonaClient
       const s = await assertOwned(repo, req.ownerId, req.sessionId, isUuid);
       const { messageId, replyId } = await repo.sendMessage(s, req.content, req.priority, req.idempotencyKey);
       return { messageId, replyId };
+    },
+    async listSessions(req: sessionV1.ListSessionsRequest): Promise<sessionV1.ListSessionsResponse> {
+      requireOwner(req.ownerId);
+      if (req.limit > 100) throw AppError.invalid('limit is too large', { limit: 'must be at most 100' });
+      const after = req.pageToken ? decodeCursor(req.pageToken) : undefined;
+      // No session can belong to a persona id of another shape.
+      if (req.personaId && !isUuid(req.personaId)) return { sessions: [], nextPageToken: '' };
+      const page = await repo.listSessions(req.ownerId, req.personaId || undefined, req.limit || 20, after);
+      return { sessions: page.sessions.map(sessionToProto), nextPageToken: page.next ? encodeCursor(page.next) : '' };
+    },
+    async deleteSession(req: sessionV1.DeleteSessionRequest): Promise<sessionV1.DeleteSessionResponse> {
+      requireOwner(req.ownerId);
+      if (!isUuid(req.id) || !(await repo.deleteSession(req.ownerId, req.id))) throw AppError.notFound('session', req.id);
+      return {};
+    },
+    async getConversationWindow(req: sessionV1.GetConversationWindowRequest): Promise<sessionV1.GetConversationWindowResponse> {
+      requireOwner(req.ownerId);
+      const s = await assertOwned(repo, req.ownerId, req.sessionId, isUuid);
+      if (req.maxMessages > MAX_WINDOW_MESSAGES) throw AppError.invalid('max_messages is too large', { max_messages: `must be at most ${MAX_WINDOW_MESSAGES}` });
+      let before: number | undefined;
+      if (req.beforeMessageId) {
+        before = isUuid(req.beforeMessageId) ? await repo.positionOf(s.id, req.beforeMessageId) : undefined;
+        if (before === undefined) throw AppError.invalid('before_message_id is not a message of this session', { before_message_id: 'must be a message id of this session' });
+      }
+      const window = await repo.conversationWindow(s.id, req.maxMessages || 50, before);
+      const replyStatus = req.replyId && isUuid(req.replyId) ? await repo.messageStatus(s.id, req.replyId) : undefined;
+      return {
+        session: sessionToProto(s),
+        summary: summaryToProto(window.summary),
+        messages: window.messages.map(messageToProto),
+        olderUncovered: window.olderUncovered,
+        replyStatus: replyStatus ? STATUS[replyStatus] : sessionV1.MessageStatus.MESSAGE_STATUS_UNSPECIFIED,
+      };
+    },
+    async listMessagesAfter(req: sessionV1.ListMessagesAfterRequest): Promise<sessionV1.ListMessagesAfterResponse> {
+      requireOwner(req.ownerId);
+      const s = await assertOwned(repo, req.ownerId, req.sessionId, isUuid);
+      if (req.limit > MAX_WINDOW_MESSAGES) throw AppError.invalid('limit is too large', { limit: `must be at most ${MAX_WINDOW_MESSAGES}` });
+      const page = await repo.listMessagesAfter(s.id, Number(req.afterPosition), Number(req.beforePosition), req.limit || 100);
+      return { messages: page.messages.map(messageToProto), hasMore: page.hasMore };
+    },
+    async updateSummary(req: sessionV1.UpdateSummaryRequest): Promise<sessionV1.UpdateSummaryResponse> {
+      requireOwner(req.ownerId);
+      const s = await assertOwned(repo, req.ownerId, req.sessionId, isUuid);
+      const fields: Record<string, string> = {};
+      if (!req.text.trim()) fields.text = 'must not be empty';
+      else if (req.text.length > 200_000) fields.text = 'must be at most 200000 characters';
+      if (Number(req.coveredUntil) <= 0) fields.covered_until = 'must be a message position';
+      if (Object.keys(fields).length) throw AppError.invalid('the summary is not valid', fields);
+      const stored = await repo.updateSummary(s.id, req.text, Number(req.coveredUntil), Number(req.expectedVersion));
+      if (!stored) {
+        throw new AppError(Code.Aborted, 'the summary changed meanwhile; read it again', { reason: 'version_conflict', details: { expected_version: Number(req.expectedVersion) } });
+      }
+      return { summary: summaryToProto(stored) };
     },
   };
 }

@@ -21,4 +21,32 @@ export const migrations: Migration[] = [
     );
     create index personas_owner_created on persona.personas (owner_id, created_at desc, id desc)`,
   },
+  {
+    // api_key_* hold the AES-256-GCM sealed key (associated data = id); the plaintext is never stored.
+    id: '002_api_profiles',
+    up: `create table persona.api_profiles (
+      id uuid primary key,
+      owner_id text not null,
+      name text not null,
+      provider text not null,
+      base_url text not null,
+      model text not null,
+      embedding_model text,
+      embedding_base_url text,
+      limits jsonb not null default '{}'::jsonb,
+      api_key_ciphertext bytea,
+      api_key_iv bytea,
+      api_key_tag bytea,
+      api_key_version text,
+      api_key_fingerprint text,
+      created_at timestamptz not null default now(),
+      updated_at timestamptz not null default now(),
+      constraint api_profiles_key_complete check (
+        (api_key_ciphertext is null) = (api_key_iv is null) and (api_key_iv is null) = (api_key_tag is null)
+        and (api_key_tag is null) = (api_key_version is null) and (api_key_version is null) = (api_key_fingerprint is null))
+    );
+    create index api_profiles_owner_created on persona.api_profiles (owner_id, created_at desc, id desc);
+    create index api_profiles_key_version on persona.api_profiles (api_key_version) where api_key_version is not null;
+    create index personas_api_profile on persona.personas (api_profile_id) where api_profile_id is not null`,
+  },
 ];

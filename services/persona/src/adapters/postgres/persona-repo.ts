@@ -1,8 +1,18 @@
 import { randomUUID } from 'node:crypto';
-import { QueryTypes, type Outbox, type Sequelize } from '@chat/db';
+import { AppError } from '@chat/errors';
+import { QueryTypes, type Outbox, type Sequelize, type Transaction } from '@chat/db';
 import { eventsV1 } from '@chat/contracts';
 import { encodeEvent, traceHeaders, Topics } from '@chat/events';
 import type { NewPersona, Persona, PersonaSettings } from '../../domain/persona.js';
+
+/**
+ * profileNotFound is the answer for an api_profile_id that names no profile of the owner: 404 for
+ * the profile, with the field it came from.
+ */
+export function profileNotFound(id: string): AppError {
+  const err = AppError.notFound('api profile', id);
+  return new AppError(err.code, err.message, { reason: err.reason, details: { ...err.details, fields: { api_profile_id: 'names no API profile of yours' } } });
+}
 
 interface Row {
   id: string;
@@ -41,6 +51,7 @@ export class PersonaRepository {
   async create(input: NewPersona): Promise<Persona> {
     const id = randomUUID();
     const persona = await this.sequelize.transaction(async (t) => {
+      if (input.apiProfileId !== null) await this.checkProfile(t, input.ownerId, input.apiProfileId);
       const rows = await this.sequelize.query<Row>(
         `insert into persona.personas (id, owner_id, name, system_prompt, background, api_profile_id, settings)
          values (:id, :owner, :name, :prompt, :background, :profile, :settings) returning *`,
@@ -59,17 +70,96 @@ export class PersonaRepository {
         },
       );
       const p = toPersona(rows[0]!);
-      const event = eventsV1.PersonaEvent.fromPartial({
-        personaId: p.id,
-        ownerId: p.ownerId,
-        occurredAt: new Date(),
-        kind: { $case: 'upserted', value: { background: p.background, name: p.name } },
-      });
-      await this.outbox.add(t, Topics.personaEvents, { key: p.id, value: encodeEvent(eventsV1.PersonaEvent, event), headers: traceHeaders({ 'event-type': 'persona.upserted' }) });
+      await this.upserted(t, p);
       return p;
     });
     this.outbox.kick();
     return persona;
+  }
+
+  /**
+   * checkProfile makes sure the profile exists and belongs to the owner, and locks it FOR SHARE
+   * until commit so that a concurrent DeleteApiProfile waits and then sees this persona.
+   */
+  private async checkProfile(t: Transaction, ownerId: string, profileId: string): Promise<void> {
+    const rows = await this.sequelize.query<{ id: string }>('select id from persona.api_profiles where id = :id and owner_id = :owner for share', {
+      replacements: { id: profileId, owner: ownerId },
+      type: QueryTypes.SELECT,
+      transaction: t,
+    });
+    if (rows.length === 0) throw profileNotFound(profileId);
+  }
+
+  private async upserted(t: Transaction, p: Persona): Promise<void> {
+    const event = eventsV1.PersonaEvent.fromPartial({
+      personaId: p.id,
+      ownerId: p.ownerId,
+      occurredAt: new Date(),
+      kind: { $case: 'upserted', value: { background: p.background, name: p.name } },
+    });
+    await this.outbox.add(t, Topics.personaEvents, { key: p.id, value: encodeEvent(eventsV1.PersonaEvent, event), headers: traceHeaders({ 'event-type': 'persona.upserted' }) });
+  }
+
+  /**
+   * update locks the persona, merges the patch (merge validates and may throw), checks a newly
+   * named profile, and stores the persona with a PersonaUpserted event in one transaction (rag
+   * re-ingests the background only when its content changed). undefined when not the owner's.
+   */
+  async update(ownerId: string, id: string, merge: (existing: Persona) => NewPersona): Promise<Persona | undefined> {
+    const persona = await this.sequelize.transaction(async (t) => {
+      const current = await this.sequelize.query<Row>('select * from persona.personas where id = :id and owner_id = :owner for update', {
+        replacements: { id, owner: ownerId },
+        type: QueryTypes.SELECT,
+        transaction: t,
+      });
+      if (!current[0]) return undefined;
+      const existing = toPersona(current[0]);
+      const next = merge(existing);
+      if (next.apiProfileId !== null && next.apiProfileId !== existing.apiProfileId) await this.checkProfile(t, ownerId, next.apiProfileId);
+      const rows = await this.sequelize.query<Row>(
+        `update persona.personas set name = :name, system_prompt = :prompt, background = :background, api_profile_id = :profile,
+           settings = :settings, updated_at = now()
+         where id = :id and owner_id = :owner returning *`,
+        {
+          replacements: {
+            id,
+            owner: ownerId,
+            name: next.name,
+            prompt: next.systemPrompt,
+            background: next.background,
+            profile: next.apiProfileId,
+            settings: JSON.stringify(next.settings),
+          },
+          type: QueryTypes.SELECT,
+          transaction: t,
+        },
+      );
+      const p = toPersona(rows[0]!);
+      await this.upserted(t, p);
+      return p;
+    });
+    if (persona) this.outbox.kick();
+    return persona;
+  }
+
+  /**
+   * delete removes the persona with a PersonaDeleted event in one transaction; rag drops the
+   * persona's knowledge and the session service its sessions when they consume it.
+   */
+  async delete(ownerId: string, id: string): Promise<boolean> {
+    const deleted = await this.sequelize.transaction(async (t) => {
+      const rows = await this.sequelize.query<{ id: string }>('delete from persona.personas where id = :id and owner_id = :owner returning id', {
+        replacements: { id, owner: ownerId },
+        type: QueryTypes.SELECT,
+        transaction: t,
+      });
+      if (rows.length === 0) return false;
+      const event = eventsV1.PersonaEvent.fromPartial({ personaId: id, ownerId, occurredAt: new Date(), kind: { $case: 'deleted', value: {} } });
+      await this.outbox.add(t, Topics.personaEvents, { key: id, value: encodeEvent(eventsV1.PersonaEvent, event), headers: traceHeaders({ 'event-type': 'persona.deleted' }) });
+      return true;
+    });
+    if (deleted) this.outbox.kick();
+    return deleted;
   }
 
   /** get returns the persona when it exists and belongs to the owner. */

@@ -37,4 +37,16 @@ export const migrations: Migration[] = [
     create unique index messages_idempotency on session.messages (session_id, idempotency_key) where idempotency_key is not null;
     create unique index messages_reply_to on session.messages (reply_to) where reply_to is not null`,
   },
+  {
+    id: '002_summaries_session_listing',
+    up: `create table session.summaries (
+      session_id uuid primary key references session.sessions(id) on delete cascade,
+      summary text not null,
+      covered_until bigint not null,
+      version bigint not null,
+      updated_at timestamptz not null default now()
+    );
+    create index sessions_owner_created on session.sessions (owner_id, created_at desc, id desc);
+    create index sessions_owner_persona_created on session.sessions (owner_id, persona_id, created_at desc, id desc)`,
+  },
 ];

@@ -3,7 +3,7 @@ import { QueryTypes, type Outbox, type Sequelize } from '@chat/db';
 import { eventsV1 } from '@chat/contracts';
 import { AppError } from '@chat/errors';
 import { encodeEvent, traceHeaders, Topics } from '@chat/events';
-import type { Citation, Message, MessageStatus, Session } from '../../domain/session.js';
+import type { Citation, Message, MessageStatus, PageCursor, Session, Summary } from '../../domain/session.js';
 
 interface SessionRow {
   id: string;
@@ -25,7 +25,17 @@ interface MessageRow {
   model: string;
   error: string;
   created_at: Date;
+  pos: number;
 }
+interface SummaryRow {
+  summary: string;
+  covered_until: number;
+  version: number;
+  updated_at: Date;
+}
+
+const toSummary = (r: SummaryRow | undefined): Summary =>
+  r ? { text: r.summary, coveredUntil: Number(r.covered_until), version: Number(r.version), updatedAt: r.updated_at } : { text: '', coveredUntil: 0, version: 0, updatedAt: undefined };
 
 const toSession = (r: SessionRow): Session => ({ id: r.id, ownerId: r.owner_id, personaId: r.persona_id, title: r.title, lastSeq: Number(r.last_seq), createdAt: r.created_at });
 const toMessage = (r: MessageRow): Message => ({
@@ -40,6 +50,7 @@ const toMessage = (r: MessageRow): Message => ({
   model: r.model,
   error: r.error,
   createdAt: r.created_at,
+  position: Number(r.pos),
 });
 
 /** SessionRepository stores sessions and messages, and writes message events to the outbox. */
@@ -108,6 +119,12 @@ export class SessionRepository {
          values (:id, :session, 'user', :content, 'completed', :reply, :key) returning created_at`,
         { replacements: { id: messageId, session: session.id, content, reply: replyId, key: idempotencyKey || null }, type: QueryTypes.SELECT, transaction: t },
       );
+      // The reply's row exists from the start (pending), so GET shows it and its status moves on.
+      await this.sequelize.query(
+        `insert into session.messages (id, session_id, role, content, status, reply_to)
+         values (:id, :session, 'assistant', '', 'pending', :replyTo)`,
+        { replacements: { id: replyId, session: session.id, replyTo: messageId }, transaction: t },
+      );
       const event = eventsV1.MessageCreated.fromPartial({
         messageId,
         replyId,
@@ -125,9 +142,20 @@ export class SessionRepository {
     return result;
   }
 
+  /** markStreaming moves a pending reply to streaming (on its first delta); later calls change nothing. */
+  async markStreaming(sessionId: string, replyId: string): Promise<boolean> {
+    const [, count] = await this.sequelize.query(`update session.messages set status = 'streaming' where id = :id and session_id = :session and status = 'pending'`, {
+      replacements: { id: replyId, session: sessionId },
+      type: QueryTypes.UPDATE,
+    });
+    return Number(count) > 0;
+  }
+
   /**
-   * recordReply stores the final assistant message of a reply once: a redelivered event finds the
-   * row already there and changes nothing. It also advances the session's last event seq.
+   * recordReply stores the final state of a reply once: the pending/streaming row becomes
+   * completed, failed or cancelled; a redelivered event finds it final and changes nothing. (A reply
+   * without a pending row, from before rows were created at send time, is inserted.) It also
+   * advances the session's last event seq.
    */
   async recordReply(e: { sessionId: string; replyId: string; messageId: string; seq: number; status: 'completed' | 'failed' | 'cancelled'; content: string; citations: Citation[]; model: string; error: string }): Promise<boolean> {
     return this.sequelize.transaction(async (t) => {
@@ -137,22 +165,152 @@ export class SessionRepository {
         transaction: t,
       });
       if (!session[0]) return false; // session deleted meanwhile: nothing to attach the reply to
-      const inserted = await this.sequelize.query<{ id: string }>(
-        `insert into session.messages (id, session_id, role, content, status, reply_to, citations, model, error)
-         values (:id, :session, 'assistant', :content, :status, :replyTo, :citations, :model, :error)
-         on conflict do nothing returning id`,
-        {
-          replacements: { id: e.replyId, session: e.sessionId, content: e.content, status: e.status, replyTo: e.messageId, citations: JSON.stringify(e.citations), model: e.model, error: e.error },
-          type: QueryTypes.SELECT,
-          transaction: t,
-        },
+      const replacements = { id: e.replyId, session: e.sessionId, content: e.content, status: e.status, replyTo: e.messageId, citations: JSON.stringify(e.citations), model: e.model, error: e.error };
+      const updated = await this.sequelize.query<{ id: string }>(
+        `update session.messages set content = :content, status = :status, citations = :citations, model = :model, error = :error
+         where id = :id and session_id = :session and role = 'assistant' and status in ('pending', 'streaming') returning id`,
+        { replacements, type: QueryTypes.SELECT, transaction: t },
       );
+      let changed = updated.length > 0;
+      if (!changed) {
+        const inserted = await this.sequelize.query<{ id: string }>(
+          `insert into session.messages (id, session_id, role, content, status, reply_to, citations, model, error)
+           values (:id, :session, 'assistant', :content, :status, :replyTo, :citations, :model, :error)
+           on conflict do nothing returning id`,
+          { replacements, type: QueryTypes.SELECT, transaction: t },
+        );
+        changed = inserted.length > 0;
+      }
       await this.sequelize.query('update session.sessions set last_seq = greatest(last_seq, :seq) where id = :id', {
         replacements: { seq: e.seq, id: e.sessionId },
         transaction: t,
       });
-      return inserted.length > 0;
+      return changed;
     });
+  }
+
+  /** listSessions pages an owner's sessions (of one persona when given), newest first. */
+  async listSessions(ownerId: string, personaId: string | undefined, limit: number, after?: PageCursor): Promise<{ sessions: Session[]; next?: PageCursor }> {
+    const rows = await this.sequelize.query<SessionRow & { created_text: string }>(
+      `select *, (created_at at time zone 'UTC')::text as created_text from session.sessions
+       where owner_id = :owner ${personaId ? 'and persona_id = :persona' : ''}
+       ${after ? "and (created_at, id) < (cast(:ts as timestamp) at time zone 'UTC', cast(:after as uuid))" : ''}
+       order by created_at desc, id desc limit :limit`,
+      { replacements: { owner: ownerId, persona: personaId ?? null, ts: after?.createdAt ?? null, after: after?.id ?? null, limit: limit + 1 }, type: QueryTypes.SELECT },
+    );
+    const page = rows.slice(0, limit);
+    const last = page[page.length - 1];
+    return { sessions: page.map(toSession), next: rows.length > limit && last ? { createdAt: last.created_text, id: last.id } : undefined };
+  }
+
+  /** deleteSession removes a session of the owner with its messages and summary (cascade). */
+  async deleteSession(ownerId: string, id: string): Promise<boolean> {
+    const rows = await this.sequelize.query('delete from session.sessions where id = :id and owner_id = :owner returning id', {
+      replacements: { id, owner: ownerId },
+      type: QueryTypes.SELECT,
+    });
+    return rows.length > 0;
+  }
+
+  /** deleteByPersona removes every session of a persona with their messages; repeating it is harmless. */
+  async deleteByPersona(personaId: string): Promise<number> {
+    const rows = await this.sequelize.query('delete from session.sessions where persona_id = :persona returning id', {
+      replacements: { persona: personaId },
+      type: QueryTypes.SELECT,
+    });
+    return rows.length;
+  }
+
+  /** getSummary returns the session's summary (empty, version 0, when there is none yet). */
+  async getSummary(sessionId: string): Promise<Summary> {
+    const rows = await this.sequelize.query<SummaryRow>('select * from session.summaries where session_id = :session', { replacements: { session: sessionId }, type: QueryTypes.SELECT });
+    return toSummary(rows[0]);
+  }
+
+  /** positionOf is a message's position in the session, or undefined. */
+  async positionOf(sessionId: string, id: string): Promise<number | undefined> {
+    const rows = await this.sequelize.query<{ pos: number }>('select pos from session.messages where id = :id and session_id = :session', {
+      replacements: { id, session: sessionId },
+      type: QueryTypes.SELECT,
+    });
+    return rows[0] ? Number(rows[0].pos) : undefined;
+  }
+
+  /**
+   * conversationWindow returns the summary and the newest `max` messages after it (before the
+   * position `before` when given), oldest first, and how many uncovered messages are older. Its
+   * cost is bounded by `max`, not by the length of the session.
+   */
+  async conversationWindow(sessionId: string, max: number, before?: number): Promise<{ summary: Summary; messages: Message[]; olderUncovered: number }> {
+    const summary = await this.getSummary(sessionId);
+    const rows = await this.sequelize.query<MessageRow>(
+      `select * from session.messages where session_id = :session and pos > :covered ${before ? 'and pos < :before' : ''}
+       order by pos desc limit :limit`,
+      { replacements: { session: sessionId, covered: summary.coveredUntil, before: before ?? null, limit: max }, type: QueryTypes.SELECT },
+    );
+    let olderUncovered = 0;
+    if (rows.length === max && rows.length > 0) {
+      const count = await this.sequelize.query<{ n: number }>('select count(*)::int as n from session.messages where session_id = :session and pos > :covered and pos < :oldest', {
+        replacements: { session: sessionId, covered: summary.coveredUntil, oldest: rows[rows.length - 1]!.pos },
+        type: QueryTypes.SELECT,
+      });
+      olderUncovered = Number(count[0]?.n ?? 0);
+    }
+    return { summary, messages: rows.reverse().map(toMessage), olderUncovered };
+  }
+
+  /** messageStatus is the status of a message of the session, or undefined. */
+  async messageStatus(sessionId: string, id: string): Promise<MessageStatus | undefined> {
+    const rows = await this.sequelize.query<{ status: MessageStatus }>('select status from session.messages where id = :id and session_id = :session', {
+      replacements: { id, session: sessionId },
+      type: QueryTypes.SELECT,
+    });
+    return rows[0]?.status;
+  }
+
+  /** listMessagesAfter returns messages with after < position < before (no bound when before is 0), oldest first. */
+  async listMessagesAfter(sessionId: string, after: number, before: number, limit: number): Promise<{ messages: Message[]; hasMore: boolean }> {
+    const rows = await this.sequelize.query<MessageRow>(
+      `select * from session.messages where session_id = :session and pos > :after ${before > 0 ? 'and pos < :before' : ''}
+       order by pos asc limit :limit`,
+      { replacements: { session: sessionId, after, before, limit: limit + 1 }, type: QueryTypes.SELECT },
+    );
+    return { messages: rows.slice(0, limit).map(toMessage), hasMore: rows.length > limit };
+  }
+
+  /**
+   * updateSummary stores a new summary if the stored version is still expectedVersion (0: none yet)
+   * and covered_until does not move backwards; otherwise it returns undefined and changes nothing.
+   */
+  async updateSummary(sessionId: string, text: string, coveredUntil: number, expectedVersion: number): Promise<Summary | undefined> {
+    const replacements = { session: sessionId, text, covered: coveredUntil, expected: expectedVersion };
+    const rows =
+      expectedVersion === 0
+        ? await this.sequelize.query<SummaryRow>(
+            `insert into session.summaries (session_id, summary, covered_until, version)
+             select :session, :text, :covered, 1 where exists (select 1 from session.sessions where id = :session)
+             on conflict (session_id) do nothing returning *`,
+            { replacements, type: QueryTypes.SELECT },
+          )
+        : await this.sequelize.query<SummaryRow>(
+            `update session.summaries set summary = :text, covered_until = :covered, version = version + 1, updated_at = now()
+             where session_id = :session and version = :expected and covered_until <= :covered returning *`,
+            { replacements, type: QueryTypes.SELECT },
+          );
+    return rows[0] ? toSummary(rows[0]) : undefined;
+  }
+
+  /**
+   * appendTurns inserts finished turns in order in one statement (imports and tests of long
+   * sessions); it writes no events.
+   */
+  async appendTurns(sessionId: string, turns: ReadonlyArray<{ role: 'user' | 'assistant'; content: string }>): Promise<void> {
+    await this.sequelize.query(
+      `insert into session.messages (id, session_id, role, content, status)
+       select gen_random_uuid(), :session, t.role, t.content, 'completed'
+       from rows from (jsonb_to_recordset(cast(:turns as jsonb)) as (role text, content text)) with ordinality as t(role, content, i) order by t.i`,
+      { replacements: { session: sessionId, turns: JSON.stringify(turns) } },
+    );
   }
 }
 

@@ -1,0 +1,37 @@
+import { randomBytes } from 'node:crypto';
+import type { Logger } from '@chat/logger';
+import { connectDatabase } from './database.js';
+
+/** IsolatedDatabase is a fresh database on an existing server, for one test suite. */
+export interface IsolatedDatabase {
+  url: string;
+  /** Drops the database (its connections are closed first). */
+  drop(): Promise<void>;
+}
+
+/**
+ * isolatedDatabase creates a new, empty database on the server of serverUrl, so suites that share
+ * a server (CI's DATABASE_URL) never see each other's rows or another run's leftovers.
+ */
+export async function isolatedDatabase(serverUrl: string, prefix: string, logger: Logger): Promise<IsolatedDatabase> {
+  const name = `${prefix.replace(/[^a-z0-9_]/gi, '_').toLowerCase()}_${randomBytes(6).toString('hex')}`;
+  const admin = await connectDatabase(serverUrl, logger, 1);
+  try {
+    await admin.sequelize.query(`create database ${name}`);
+  } finally {
+    await admin.close();
+  }
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    drop: async () => {
+      const a = await connectDatabase(serverUrl, logger, 1);
+      try {
+        await a.sequelize.query(`drop database if exists ${name} with (force)`);
+      } finally {
+        await a.close();
+      }
+    },
+  };
+}

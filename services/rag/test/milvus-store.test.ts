@@ -1,0 +1,100 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { MilvusClient } from '@zilliz/milvus2-sdk-node';
+import { configureLogger } from '@chat/logger';
+import { milvusString, MilvusVectorStore, truncateUtf8 } from '../src/adapters/milvus/store.js';
+import { hashEmbed } from '../src/domain/hash-embedder.js';
+import { vectorStoreContract, type StoreUnderTest } from './vector-store-contract.js';
+
+const logger = configureLogger({ silent: true });
+const address = process.env.MILVUS_ADDRESS;
+
+describe('the Milvus adapter helpers', () => {
+  it('quotes filter values so they cannot change the expression', () => {
+    assert.equal(milvusString('p1'), '"p1"');
+    assert.equal(milvusString('a"b'), '"a\\"b"');
+    assert.equal(milvusString('a\\"b'), '"a\\\\\\"b"');
+    assert.throws(() => milvusString('a\nb'), /control characters/);
+  });
+
+  it('cuts UTF-8 text at a character boundary', () => {
+    assert.equal(truncateUtf8('abc', 10), 'abc');
+    assert.equal(truncateUtf8('aé', 2), 'a');
+    assert.equal(truncateUtf8('a🍋b', 4), 'a');
+    assert.equal(truncateUtf8('a🍋b', 5), 'a🍋');
+  });
+});
+
+// Runs against the Milvus at MILVUS_ADDRESS (scripts/infra up milvus; eval "$(scripts/infra env)").
+// Each run uses its own collection and drops it afterwards. In CI a missing Milvus is a failure.
+describe('the Milvus vector store', function () {
+  this.timeout(60_000);
+  const collection = `test_chunks_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
+  const open = () => MilvusVectorStore.open({ address: address!, collection, dimensions: 384, logger });
+  let admin: MilvusClient | undefined;
+
+  before(function () {
+    if (!address) {
+      if (process.env.CI === 'true') throw new Error('MILVUS_ADDRESS is not set: the Milvus vector store tests cannot run (in CI they must; start Milvus with scripts/infra up milvus)');
+      this.skip();
+    }
+    admin = new MilvusClient({ address: address!, logLevel: 'error' });
+    admin.connectPromise.catch(() => undefined);
+  });
+  after(async () => {
+    if (!admin) return;
+    await admin.dropCollection({ collection_name: collection }).catch(() => undefined);
+    await admin.closeConnection().catch(() => undefined);
+  });
+
+  vectorStoreContract('Milvus', async (): Promise<StoreUnderTest> => {
+    let current = await open();
+    return {
+      store: current,
+      reopen: async () => (current = await open()),
+      dispose: () => current.close(),
+    };
+  });
+
+  describe('Milvus specifics', () => {
+    it('creates the collection with its index and uses it again on the next open', async () => {
+      const store = await open();
+      await store.close();
+      const described = await admin!.describeIndex({ collection_name: collection, field_name: 'vector' });
+      const params = Object.fromEntries((described.index_descriptions[0]?.params ?? []).map((p) => [p.key, String(p.value)]));
+      assert.equal(params.metric_type, 'COSINE');
+      assert.equal(params.index_type, 'HNSW');
+      const again = await open();
+      await again.close();
+    });
+
+    it('loads the collection again when a search finds it released (as after a server restart)', async () => {
+      const store = await open();
+      try {
+        const personaId = `p-${randomUUID()}`;
+        await store.upsert([{ id: randomUUID(), personaId, sourceId: 's', title: 't', url: '', text: 'lemon cake', vector: hashEmbed('lemon cake') }]);
+        const released = await admin!.releaseCollection({ collection_name: collection });
+        assert.equal(released.error_code, 'Success');
+        const hits = await store.search(personaId, hashEmbed('lemon cake'), 3);
+        assert.equal(hits.length, 1);
+        assert.ok(Math.abs(hits[0]!.score - 1) < 1e-4);
+      } finally {
+        await store.close();
+      }
+    });
+
+    it('refuses a collection of another vector size', async () => {
+      await assert.rejects(MilvusVectorStore.open({ address: address!, collection, dimensions: 8, logger }), /384-dimensional vectors but the embedder makes 8/);
+    });
+
+    it('refuses vectors of the wrong size', async () => {
+      const store = await open();
+      try {
+        await assert.rejects(store.upsert([{ id: 'x', personaId: 'p', sourceId: 's', title: '', url: '', text: 't', vector: [1, 0] }]), /2-dimensional/);
+        await assert.rejects(store.search('p', [1, 0], 3), /2 dimensions/);
+      } finally {
+        await store.close();
+      }
+    });
+  });
+});
