@@ -31,6 +31,8 @@ export const ragConfig = defineConfig({
   RAG_LLM_TIMEOUT_MS: env.millis().default(120_000),
   /** Temperature when a request sets none. */
   RAG_DEFAULT_TEMPERATURE: z.coerce.number({ message: 'must be a number' }).min(0, 'must be 0..2').max(2, 'must be 0..2').default(0.7),
+  /** How long a persona's resolved API profile (and its opened key) is cached when no event invalidates it. */
+  RAG_PROFILE_CACHE_TTL_MS: env.millis().default(60_000),
   /** Reply token limit when a request sets none. */
   RAG_DEFAULT_MAX_TOKENS: env.positiveInt().default(1024),
 });

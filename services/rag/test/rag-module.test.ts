@@ -4,7 +4,7 @@ import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RagClient, type ServiceEndpoint } from '@chat/clients';
-import { eventsV1, ragV1 } from '@chat/contracts';
+import { eventsV1, personaV1, ragV1 } from '@chat/contracts';
 import { connectDatabase, QueryTypes, startEmbeddedPostgres, type Database, type EmbeddedPostgres, isolatedDatabase } from '@chat/db';
 import { startDevModel } from '@chat/devmodel';
 import { Code, isAppError } from '@chat/errors';
@@ -12,6 +12,8 @@ import { encodeEvent, InProcessBus, Topics, type EventBus } from '@chat/events';
 import { closeClients } from '@chat/grpc';
 import { configureLogger } from '@chat/logger';
 import { Runtime, type ModuleDef } from '@chat/runtime';
+import { generateKeySpec } from '@chat/secrets';
+import * as grpc from '@grpc/grpc-js';
 import { MilvusClient } from '@zilliz/milvus2-sdk-node';
 import { ragModule } from '../src/index.js';
 
@@ -50,6 +52,7 @@ const ADA_NOTES = [
 // With MILVUS_ADDRESS set (scripts/infra up milvus) the module runs on Milvus, in a collection of
 // its own that is dropped afterwards; else on LanceDB in a temporary directory.
 const milvusAddress = process.env.MILVUS_ADDRESS;
+const masterKeys = generateKeySpec();
 const milvusCollection = `test_module_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
 
 describe(`the rag module on PostgreSQL and ${milvusAddress ? 'Milvus' : 'LanceDB'}`, function () {
@@ -78,15 +81,31 @@ describe(`the rag module on PostgreSQL and ${milvusAddress ? 'Milvus' : 'LanceDB
         return { value: model.endpoint, stop: () => model.stop() };
       },
     },
+    {
+      // A stand-in persona service: every persona uses the default profile (the llm module).
+      name: 'persona',
+      async init() {
+        const server = new grpc.Server();
+        server.addService(personaV1.PersonaServiceService, {
+          resolvePersona: (call: grpc.ServerUnaryCall<personaV1.ResolvePersonaRequest, personaV1.ResolvePersonaResponse>, cb: grpc.sendUnaryData<personaV1.ResolvePersonaResponse>) =>
+            cb(null, personaV1.ResolvePersonaResponse.fromPartial({ persona: { id: call.request.personaId, ownerId: call.request.ownerId }, usesDefaultProfile: true })),
+        } as unknown as grpc.UntypedServiceImplementation);
+        const port = await new Promise<number>((resolve, reject) =>
+          server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+        );
+        return { value: { address: `127.0.0.1:${port}` }, stop: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())) };
+      },
+    },
     ragModule as ModuleDef,
   ];
 
   const start = async () => {
-    runtime = new Runtime(modules(), ['rag'], {
+    runtime = new Runtime(modules(), ['rag', 'persona'], {
       logger,
       env: {
         ...(milvusAddress ? { MILVUS_ADDRESS: milvusAddress, MILVUS_COLLECTION: milvusCollection } : {}),
         LANCEDB_DIR: join(tmp, 'lancedb'),
+        MASTER_KEYS: masterKeys,
         RAG_CHUNK_SIZE: '200', RAG_CHUNK_OVERLAP: '20', RAG_EMBED_BATCH_SIZE: '2' },
     });
     await runtime.start();

@@ -1,5 +1,5 @@
 import { AppError } from '@chat/errors';
-import type { ChatModel } from './ports.js';
+import type { ChatModels } from './ports.js';
 import { buildPrompt, type HistoryTurn } from './prompt.js';
 import { summarize, type SummarizeInput } from './summarize.js';
 import type { Retriever } from './retrieval.js';
@@ -36,12 +36,15 @@ export interface GenerateDefaults {
 /** Generator retrieves knowledge, builds the prompt and streams the model's reply. */
 export class Generator {
   constructor(
-    private readonly deps: { retriever: Retriever; model: ChatModel; defaults: GenerateDefaults },
+    private readonly deps: { retriever: Retriever; models: ChatModels; defaults: GenerateDefaults },
   ) {}
 
-  /** summarize folds turns into a rolling summary with the same model and endpoint as replies. */
-  summarize(input: SummarizeInput, signal?: AbortSignal): Promise<{ summary: string; model: string }> {
-    return summarize(this.deps.model, input, this.deps.defaults, signal);
+  /** summarize folds turns into a rolling summary with the same model and endpoint as the persona's replies. */
+  async summarize(input: SummarizeInput, signal?: AbortSignal): Promise<{ summary: string; model: string }> {
+    requireId('owner_id', input.ownerId);
+    requireId('persona_id', input.personaId);
+    const model = await this.deps.models.forPersona(input.ownerId, input.personaId);
+    return summarize(model, input, this.deps.defaults, signal);
   }
 
   async *generate(input: GenerateInput, signal?: AbortSignal): AsyncGenerator<GenerateEvent> {
@@ -54,6 +57,8 @@ export class Generator {
     if (!Number.isFinite(temperature) || temperature < 0 || temperature > 2) throw AppError.invalid('temperature must be between 0 and 2', { temperature: 'must be between 0 and 2' });
     const maxTokens = input.maxTokens && input.maxTokens > 0 ? input.maxTokens : this.deps.defaults.maxTokens;
 
+    // The persona's profile first: an unusable one fails the reply before any work is done.
+    const model = await this.deps.models.forPersona(input.ownerId, input.personaId);
     const chunks = await this.deps.retriever.retrieve({
       ownerId: input.ownerId,
       personaId: input.personaId,
@@ -64,7 +69,7 @@ export class Generator {
     const messages = buildPrompt({ systemPrompt: input.systemPrompt, passages: chunks, history: input.history, userMessage, summary: input.summary });
 
     let content = '';
-    for await (const delta of this.deps.model.stream({ messages, temperature, maxTokens, signal })) {
+    for await (const delta of model.stream({ messages, temperature, maxTokens, signal })) {
       if (signal?.aborted) return;
       content += delta;
       yield { type: 'delta', text: delta };
@@ -73,7 +78,7 @@ export class Generator {
     yield {
       type: 'completed',
       content,
-      model: this.deps.model.model,
+      model: model.model,
       citations: chunks.map((c) => ({ sourceId: c.sourceId, title: c.title, url: c.url, chunkId: c.id, score: c.score })),
     };
   }

@@ -64,3 +64,8 @@ export interface ChatModel {
   /** Yields the reply's text deltas; failures are AppErrors with a fitting code. */
   stream(request: ChatRequest): AsyncIterable<string>;
 }
+
+/** ChatModels picks the model a persona's replies and summaries come from (its API profile, resolved at run time). */
+export interface ChatModels {
+  forPersona(ownerId: string, personaId: string): Promise<ChatModel>;
+}

@@ -6,9 +6,10 @@ import type { IngestService } from '../domain/ingest.js';
 
 /**
  * personaEventHandler turns persona events into knowledge changes: an upsert (re)ingests the
- * background, a delete removes the persona's knowledge. Redelivered events change nothing.
+ * background, a delete removes the persona's knowledge; both drop the persona's cached profile
+ * resolution (onPersonaChanged). Redelivered events change nothing.
  */
-export function personaEventHandler(ingest: IngestService, logger: Logger): (record: EventRecord) => Promise<void> {
+export function personaEventHandler(ingest: IngestService, logger: Logger, onPersonaChanged?: (personaId: string) => void): (record: EventRecord) => Promise<void> {
   return async (record) => {
     let event: eventsV1.PersonaEvent;
     try {
@@ -24,6 +25,8 @@ export function personaEventHandler(ingest: IngestService, logger: Logger): (rec
       logger.warn('skipping a persona event without a persona id');
       return;
     }
+    // The persona may now name another profile (or be gone): its cached resolution is stale.
+    onPersonaChanged?.(personaId);
     try {
       if (kind.$case === 'upserted') {
         const outcome = await ingest.syncBackground({ ownerId: event.ownerId, personaId, name: kind.value.name, background: kind.value.background });
