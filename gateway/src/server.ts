@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { AppError, Code, errorBody, httpStatus } from '@chat/errors';
 import { newTraceId, withContext } from '@chat/logger';
+import { METRICS_CONTENT_TYPE, renderMetrics } from '@chat/metrics';
 import type { WebSocketServer } from 'ws';
 import type { GatewayDeps } from './deps.js';
 import { setOwner } from './routes/util.js';
@@ -116,6 +117,9 @@ export function buildApp(deps: GatewayDeps): Gateway {
   });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
+  // Prometheus text exposition of this process's metrics (every component running in it); no auth,
+  // like /healthz: bind the gateway (or firewall /metrics) accordingly.
+  app.get('/metrics', async (_req, reply) => reply.type(METRICS_CONTENT_TYPE).send(await renderMetrics()));
   app.get('/readyz', async (_req, reply) => {
     if (!ready || !accepting) return reply.code(503).send(errorBody(AppError.unavailable('not ready')));
     return { status: 'ready' };

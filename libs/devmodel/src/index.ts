@@ -1,3 +1,3 @@
 export type { LlmEndpoint } from './endpoint.js';
-export { DEV_MODEL_API_KEY, DEV_MODEL_ID, startDevModel, type DevModel, type DevModelOptions } from './server.js';
+export { DEV_MODEL_API_KEY, DEV_MODEL_ID, loremTokens, startDevModel, type DevModel, type DevModelOptions, type ModelFault, type ModelScript, type ModelStats } from './server.js';
 export { DEV_LABEL, devReply, extractPassages, type QuotedPassage, type WireMessage } from './reply.js';

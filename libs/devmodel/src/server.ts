@@ -22,13 +22,80 @@ export interface DevModelOptions {
   logger: Logger;
   /** Pause between streamed chunks, to make streaming visible; 0 by default. */
   tokenDelayMs?: number;
+  /**
+   * Scripted timing and faults, for fault tests and benchmarks. Without it the server is the plain
+   * development model (knowledge-quoting replies, no faults).
+   */
+  script?: ModelScript;
+}
+
+/** A fault (or a pause) the scripted server applies to one chat completion request. */
+export type ModelFault =
+  /** Answer with this HTTP error status (an OpenAI-shaped error body). */
+  | { status: number; retryAfterS?: number; message?: string }
+  /** Accept the request and never answer until the client goes away (or the server stops). */
+  | { hang: true }
+  /** Stream this many tokens, then destroy the socket mid-stream (streamed requests; a non-streamed one is reset at once). */
+  | { resetAfterTokens: number }
+  /** Wait this long before handling the request normally (on top of the time to first token). */
+  | { delayMs: number };
+
+/** ModelScript scripts the timing, length and faults of the development model's replies. */
+export interface ModelScript {
+  /** Time to first token in ms (after the request body is read); 0 by default. */
+  ttftMs?: number;
+  /** Streaming rate in tokens per second; unlimited (no pause) by default. */
+  tokensPerSecond?: number;
+  /** Reply length in tokens: a fixed lorem text, one token (word) per streamed chunk. Unset: the dev model's reply. */
+  replyTokens?: number;
+  /**
+   * Faults: a queue consumed one per chat completion request (an exhausted queue, or an undefined
+   * entry, answers normally), or a function of the 1-based request number.
+   */
+  faults?: Array<ModelFault | undefined> | ((requestNumber: number) => ModelFault | undefined);
+}
+
+/** Counters of a running (development or scripted) model. */
+export interface ModelStats {
+  /** HTTP requests received (any path). */
+  requests: number;
+  /** Chat completion requests received. */
+  completions: number;
+  /** Chat completion requests answered in full. */
+  answered: number;
+  /** Faults applied, by kind: status code as a string, 'hang', 'reset', 'delay'. */
+  faults: Record<string, number>;
+  /** Requests currently hanging. */
+  hanging: number;
 }
 
 /** DevModel is a running development model. */
 export interface DevModel {
   endpoint: LlmEndpoint;
+  /** Live counters (the same object is updated as requests arrive). */
+  stats: ModelStats;
   stop(): Promise<void>;
 }
+
+const LOREM = 'lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore et dolore magna aliqua'.split(' ');
+
+/** loremTokens is a fixed reply of n tokens (words, each with its trailing space but the last). */
+export function loremTokens(n: number): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < n; i++) out.push(LOREM[i % LOREM.length]! + (i === n - 1 ? '.' : ' '));
+  return out;
+}
+
+/** resetAfterFlush lets the tokens already written reach the client, then destroys the socket. */
+async function resetAfterFlush(res: ServerResponse): Promise<void> {
+  // An SSE comment line: clients ignore it; its callback fires once everything before it is flushed.
+  await new Promise<void>((resolve) => res.write(': reset\n\n', () => resolve()));
+  await new Promise((r) => setTimeout(r, 5));
+  res.socket?.resetAndDestroy?.();
+  res.destroy();
+}
+
+const sleep = (ms: number) => (ms > 0 ? new Promise<void>((r) => setTimeout(r, ms)) : Promise.resolve());
 
 class HttpError extends Error {
   constructor(
@@ -110,8 +177,20 @@ export async function startDevModel(options: DevModelOptions): Promise<DevModel>
   const host = options.host ?? '127.0.0.1';
   const delay = options.tokenDelayMs ?? 0;
   const logger = options.logger;
+  const script = options.script;
+  const stats: ModelStats = { requests: 0, completions: 0, answered: 0, faults: {}, hanging: 0 };
+  const hanging = new Set<ServerResponse>();
+  const nextFault = (n: number): ModelFault | undefined => {
+    const f = script?.faults;
+    if (!f) return undefined;
+    return typeof f === 'function' ? f(n) : f.shift();
+  };
+  const countFault = (kind: string) => {
+    stats.faults[kind] = (stats.faults[kind] ?? 0) + 1;
+  };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    stats.requests++;
     const path = (req.url ?? '/').split('?')[0]!.replace(/\/+$/, '');
     if (req.method === 'GET' && path === '/v1/models') {
       sendJson(res, 200, { object: 'list', data: [{ id: DEV_MODEL_ID, object: 'model', created: 0, owned_by: 'development' }] });
@@ -124,7 +203,37 @@ export async function startDevModel(options: DevModelOptions): Promise<DevModel>
     if (path === '/v1/chat/completions') {
       if (req.method !== 'POST') throw new HttpError(405, 'use POST for chat completions', 'invalid_request_error', 'method_not_allowed');
       const chat = parseChatRequest(await readBody(req));
-      const reply = devReply(chat.messages);
+      const fault = nextFault(++stats.completions);
+      if (fault && 'status' in fault) {
+        countFault(String(fault.status));
+        if (fault.retryAfterS !== undefined) res.setHeader('retry-after', String(fault.retryAfterS));
+        const type = fault.status === 429 ? 'rate_limit_error' : fault.status >= 500 ? 'server_error' : 'invalid_request_error';
+        sendError(res, new HttpError(fault.status, fault.message ?? `scripted fault: HTTP ${fault.status}`, type, 'scripted_fault'));
+        return;
+      }
+      if (fault && 'hang' in fault) {
+        countFault('hang');
+        stats.hanging++;
+        hanging.add(res);
+        res.on('close', () => {
+          if (hanging.delete(res)) stats.hanging--;
+        });
+        return;
+      }
+      if (fault && 'delayMs' in fault) {
+        countFault('delay');
+        await sleep(fault.delayMs);
+      }
+      const resetAfter = fault && 'resetAfterTokens' in fault ? fault.resetAfterTokens : undefined;
+      if (resetAfter !== undefined) countFault('reset');
+      await sleep(script?.ttftMs ?? 0);
+      if (resetAfter !== undefined && !chat.stream) {
+        res.destroy();
+        return;
+      }
+      const scriptedTokens = script?.replyTokens !== undefined ? loremTokens(script.replyTokens) : undefined;
+      const reply = scriptedTokens ? scriptedTokens.join('') : devReply(chat.messages);
+      const tokenPause = script?.tokensPerSecond ? 1000 / script.tokensPerSecond : delay;
       const id = `chatcmpl-dev-${randomUUID()}`;
       const created = Math.floor(Date.now() / 1000);
       if (!chat.stream) {
@@ -138,6 +247,7 @@ export async function startDevModel(options: DevModelOptions): Promise<DevModel>
           choices: [{ index: 0, message: { role: 'assistant', content: reply, refusal: null }, logprobs: null, finish_reason: 'stop' }],
           usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens },
         });
+        stats.answered++;
         return;
       }
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
@@ -148,14 +258,29 @@ export async function startDevModel(options: DevModelOptions): Promise<DevModel>
       const chunk = (delta: Record<string, string>, finish: string | null) =>
         `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model: DEV_MODEL_ID, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }] })}\n\n`;
       res.write(chunk({ role: 'assistant', content: '' }, null));
-      for (const piece of splitForStream(reply)) {
+      const pieces = scriptedTokens ?? splitForStream(reply);
+      // Paced against a start time, so timer slack does not accumulate over a long reply.
+      const start = Date.now();
+      for (const [i, piece] of pieces.entries()) {
         if (closed) return;
-        if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+        if (resetAfter !== undefined && i >= resetAfter) {
+          await resetAfterFlush(res);
+          return;
+        }
+        // Scripted: the first token goes out at the time to first token, the others at the token
+        // rate. Plain dev model: a pause before every chunk, as it always did.
+        if (tokenPause > 0 && (i > 0 || !script)) await sleep(start + (script ? i : i + 1) * tokenPause - Date.now());
+        if (closed) return;
         res.write(chunk({ content: piece }, null));
       }
       if (closed) return;
+      if (resetAfter !== undefined) {
+        await resetAfterFlush(res);
+        return;
+      }
       res.write(chunk({}, 'stop'));
       res.end('data: [DONE]\n\n');
+      stats.answered++;
       return;
     }
     throw new HttpError(404, `unknown path ${req.method ?? ''} ${path}`, 'invalid_request_error', 'unknown_url');
@@ -190,8 +315,10 @@ export async function startDevModel(options: DevModelOptions): Promise<DevModel>
   let stopping: Promise<void> | undefined;
   return {
     endpoint,
+    stats,
     stop: () =>
       (stopping ??= new Promise<void>((resolve) => {
+        for (const res of hanging) res.destroy();
         server.close(() => resolve());
         server.closeIdleConnections();
         setTimeout(() => server.closeAllConnections(), 2_000).unref();

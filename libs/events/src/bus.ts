@@ -18,9 +18,15 @@ export interface SubscribeOptions {
   topics: string[];
   /** Consumers with the same group share the events; each group gets every event once. */
   groupId: string;
-  /** Called one event at a time per key; a rejection is retried with backoff. */
+  /**
+   * Called one event at a time per key; a rejection is retried with backoff. A permanent failure
+   * (see `isPermanent`, e.g. a `PermanentError` for an undecodable payload) is not retried.
+   */
   handler: (event: EventRecord) => Promise<void>;
-  /** Attempts before an event is given up on (logged and skipped). */
+  /**
+   * Attempts before an event is given up on: it is then published to `<topic>.DLT` (see
+   * `dltTopic`) with the cause in `dlt-*` headers, and the consumer moves on.
+   */
   maxAttempts?: number;
   /**
    * Where a group that has never committed starts: true (the default) reads everything still in the
@@ -44,13 +50,31 @@ export interface TopicSpec {
   partitions: number;
 }
 
+/**
+ * BusStats are counters of one bus object since it was created (monotonic, for metrics), keyed by
+ * the original topic (never the `.DLT` name): events dead-lettered, and failed handler attempts
+ * that were retried.
+ */
+export interface BusStats {
+  deadLettered: Record<string, number>;
+  retries: Record<string, number>;
+}
+
 /** EventBus is the port every service uses for the event log: Kafka in production, in-process by default. */
 export interface EventBus {
   readonly kind: 'kafka' | 'in-process';
+  /** Creates the topics that do not exist yet, and the dead-letter topic `<name>.DLT` beside each. */
   ensureTopics(topics: TopicSpec[]): Promise<void>;
   publish(topic: string, events: OutgoingEvent[]): Promise<void>;
   subscribe(options: SubscribeOptions): Promise<Subscription>;
   close(): Promise<void>;
+  /** Counters for metrics; optional so that stand-ins need not have it (read it with `busStats`). */
+  stats?(): BusStats;
+}
+
+/** busStats reads a bus's counters; a bus without them counts nothing. */
+export function busStats(bus: EventBus): BusStats {
+  return bus.stats?.() ?? { deadLettered: {}, retries: {} };
 }
 
 /** Topics of the mesh. Keys: persona id for persona events, session id for the others. */

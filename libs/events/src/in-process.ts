@@ -1,5 +1,6 @@
 import { getLogger } from '@chat/logger';
-import { backoffMs, type EventBus, type EventRecord, type OutgoingEvent, type SubscribeOptions, type Subscription, type TopicSpec } from './bus.js';
+import { type BusStats, type EventBus, type EventRecord, type OutgoingEvent, type SubscribeOptions, type Subscription, type TopicSpec } from './bus.js';
+import { deliver, StatsCounter } from './dead-letter.js';
 import { claimGroup } from './groups.js';
 
 interface Member {
@@ -17,6 +18,7 @@ export class InProcessBus implements EventBus {
   private readonly groups = new Map<string, Map<string, Member[]>>(); // topic -> group -> members
   private readonly logger = getLogger('bus');
   private readonly groupTopics = new Map<string, string>();
+  private readonly counters = new StatsCounter();
 
   async ensureTopics(_topics: TopicSpec[]): Promise<void> {}
 
@@ -30,7 +32,11 @@ export class InProcessBus implements EventBus {
         if (live.length === 0) continue;
         const member = live[hash(event.key) % live.length]!;
         const prev = member.chains.get(event.key) ?? Promise.resolve();
-        const next = prev.then(() => this.deliver(member, record));
+        const next = prev
+          .then(() => this.deliver(member, record))
+          .catch((err: unknown) => {
+            this.logger.warn('event left undelivered at stop', { topic, key: event.key, group: member.options.groupId, err });
+          });
         member.chains.set(event.key, next);
         void next.then(() => {
           if (member.chains.get(event.key) === next) member.chains.delete(event.key);
@@ -39,20 +45,17 @@ export class InProcessBus implements EventBus {
     }
   }
 
-  private async deliver(member: Member, record: EventRecord): Promise<void> {
-    const max = member.options.maxAttempts ?? 5;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await member.options.handler(record);
-        return;
-      } catch (err) {
-        if (attempt >= max) {
-          this.logger.error('event handler failed; event skipped', { topic: record.topic, key: record.key, group: member.options.groupId, attempts: attempt, err });
-          return;
-        }
-        await new Promise((r) => setTimeout(r, backoffMs(attempt)));
-      }
-    }
+  private deliver(member: Member, record: EventRecord): Promise<void> {
+    return deliver(member.options, record, {
+      publishDeadLetter: (topic, event) => this.publish(topic, [event]),
+      stats: this.counters,
+      logger: this.logger,
+      stopping: () => member.stopped,
+    });
+  }
+
+  stats(): BusStats {
+    return this.counters.snapshot();
   }
 
   async subscribe(options: SubscribeOptions): Promise<Subscription> {

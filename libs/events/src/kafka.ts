@@ -1,6 +1,7 @@
 import { Kafka, logLevel, type Consumer, type Producer, type LogEntry } from 'kafkajs';
 import { getLogger } from '@chat/logger';
-import { backoffMs, type EventBus, type EventRecord, type OutgoingEvent, type SubscribeOptions, type Subscription, type TopicSpec } from './bus.js';
+import { type BusStats, type EventBus, type EventRecord, type OutgoingEvent, type SubscribeOptions, type Subscription, type TopicSpec } from './bus.js';
+import { deliver, DLT_SUFFIX, dltTopic, isDltTopic, StatsCounter } from './dead-letter.js';
 import { claimGroup } from './groups.js';
 
 /** KafkaBusOptions configure the Kafka adapter. */
@@ -23,6 +24,10 @@ export class KafkaBus implements EventBus {
   private readonly consumers = new Set<Consumer>();
   private readonly groupTopics = new Map<string, string>();
   private readonly logger = getLogger('bus');
+  private readonly counters = new StatsCounter();
+  private closing = false;
+  /** Dead-letter topics known to exist (created on first use if `ensureTopics` did not). */
+  private readonly dltReady = new Map<string, Promise<void>>();
 
   constructor(private readonly options: KafkaBusOptions) {
     const log = this.logger;
@@ -47,7 +52,13 @@ export class KafkaBus implements EventBus {
     await admin.connect();
     try {
       const existing = new Set(await admin.listTopics());
-      const missing = topics.filter((t) => !existing.has(t.name));
+      // Each topic gets its dead-letter topic beside it, with the same partition count.
+      const wanted = new Map<string, TopicSpec>();
+      for (const t of topics) {
+        wanted.set(t.name, t);
+        if (!isDltTopic(t.name) && !wanted.has(dltTopic(t.name))) wanted.set(dltTopic(t.name), { name: dltTopic(t.name), partitions: t.partitions });
+      }
+      const missing = [...wanted.values()].filter((t) => !existing.has(t.name));
       if (missing.length > 0) {
         await admin.createTopics({
           waitForLeaders: true,
@@ -81,6 +92,35 @@ export class KafkaBus implements EventBus {
     });
   }
 
+  /** publishDeadLetter writes one event to a dead-letter topic, creating it beside its topic if it is missing. */
+  private async publishDeadLetter(target: string, event: OutgoingEvent): Promise<void> {
+    let ready = this.dltReady.get(target);
+    if (!ready) {
+      ready = this.ensureDeadLetterTopic(target.slice(0, -DLT_SUFFIX.length));
+      this.dltReady.set(target, ready);
+      ready.catch(() => this.dltReady.delete(target));
+    }
+    await ready;
+    await this.publish(target, [event]);
+  }
+
+  private async ensureDeadLetterTopic(topic: string): Promise<void> {
+    const admin = this.kafka.admin();
+    await admin.connect();
+    let partitions: number;
+    try {
+      const meta = await admin.fetchTopicMetadata({ topics: [topic] });
+      partitions = meta.topics[0]?.partitions.length || 1;
+    } finally {
+      await admin.disconnect();
+    }
+    await this.ensureTopics([{ name: topic, partitions }]);
+  }
+
+  stats(): BusStats {
+    return this.counters.snapshot();
+  }
+
   async subscribe(options: SubscribeOptions): Promise<Subscription> {
     claimGroup(this.groupTopics, options);
     const consumer = this.kafka.consumer({
@@ -104,25 +144,21 @@ export class KafkaBus implements EventBus {
     const joined = new Promise<void>((resolve) => consumer.on(consumer.events.GROUP_JOIN, () => resolve()));
     await consumer.connect();
     for (const topic of options.topics) await consumer.subscribe({ topic, fromBeginning: options.fromBeginning ?? true });
-    const max = options.maxAttempts ?? 5;
+    let stopping = false;
     await consumer.run({
       partitionsConsumedConcurrently: 8,
-      eachMessage: async ({ topic, message }) => {
+      // Resolves once the event is handled or dead-lettered; the offset is committed only then.
+      eachMessage: async ({ topic, partition, message }) => {
         const headers: Record<string, string> = {};
         for (const [k, v] of Object.entries(message.headers ?? {})) if (v !== undefined) headers[k] = Array.isArray(v) ? String(v[0]) : String(v);
         const record: EventRecord = { topic, key: message.key?.toString() ?? '', value: message.value ?? new Uint8Array(), headers };
-        for (let attempt = 1; ; attempt++) {
-          try {
-            await options.handler(record);
-            return;
-          } catch (err) {
-            if (attempt >= max) {
-              this.logger.error('event handler failed; event skipped', { topic, key: record.key, group: options.groupId, attempts: attempt, err });
-              return;
-            }
-            await new Promise((r) => setTimeout(r, backoffMs(attempt)));
-          }
-        }
+        await deliver(options, record, {
+          publishDeadLetter: (target, event) => this.publishDeadLetter(target, event),
+          stats: this.counters,
+          logger: this.logger,
+          stopping: () => stopping || this.closing,
+          extraHeaders: { 'dlt-original-partition': String(partition), 'dlt-original-offset': message.offset },
+        });
       },
     });
     let timer: NodeJS.Timeout | undefined;
@@ -134,6 +170,7 @@ export class KafkaBus implements EventBus {
     ]).finally(() => clearTimeout(timer));
     return {
       stop: async () => {
+        stopping = true;
         this.consumers.delete(consumer);
         await consumer.disconnect();
       },
@@ -142,6 +179,7 @@ export class KafkaBus implements EventBus {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     await Promise.allSettled([...this.consumers].map((c) => c.disconnect()));
     this.consumers.clear();
     if (this.producer) await this.producer.disconnect();

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { configureLogger } from '@chat/logger';
-import { InProcessBus, KafkaBus, type EventBus, type EventRecord } from '../src/index.js';
+import { AppError } from '@chat/errors';
+import { busStats, dltTopic, InProcessBus, KafkaBus, PermanentError, type EventBus, type EventRecord } from '../src/index.js';
 
 configureLogger({ silent: true });
 
@@ -97,6 +98,87 @@ function busContract(name: string, make: () => EventBus | undefined) {
       assert.equal(failures, 2);
       assert.deepEqual(seen, ['first', 'second']);
       await sub.stop();
+    });
+
+    it('dead-letters an event after maxAttempts failures, with the cause in headers, and moves on', async () => {
+      const t = topic();
+      await bus.ensureTopics([{ name: t, partitions: 2 }]);
+      const dead: EventRecord[] = [];
+      const dlt = await bus.subscribe({ topics: [dltTopic(t)], groupId: `dlt-${randomUUID()}`, handler: async (r) => void dead.push(r) });
+      const attempts = new Map<string, number>();
+      const seen: string[] = [];
+      const group = `g-${randomUUID()}`;
+      const sub = await bus.subscribe({
+        topics: [t],
+        groupId: group,
+        maxAttempts: 3,
+        handler: async (r) => {
+          attempts.set(text(r), (attempts.get(text(r)) ?? 0) + 1);
+          if (text(r) === 'poison') throw new Error('boom: Bearer abc.def.ghi ' + 'x'.repeat(1_000));
+          seen.push(text(r));
+        },
+      });
+      const before = Date.now();
+      await bus.publish(t, [
+        { key: 'k', value: enc('poison'), headers: { 'x-trace-id': 'trace-1', 'event-type': 'test' } },
+        { key: 'k', value: enc('after') },
+      ]);
+      await eventually('the dead letter and the later event', () => dead.length === 1 && seen.length === 1);
+      assert.deepEqual(seen, ['after'], 'a later event of the same key is delivered after the dead-lettered one');
+      assert.equal(attempts.get('poison'), 3, 'exactly maxAttempts attempts');
+      const d = dead[0]!;
+      assert.equal(d.topic, dltTopic(t));
+      assert.equal(d.key, 'k');
+      assert.equal(text(d), 'poison');
+      assert.equal(d.headers['x-trace-id'], 'trace-1', 'original headers are kept');
+      assert.equal(d.headers['event-type'], 'test');
+      assert.match(d.headers['dlt-cause']!, /^boom: Bearer \[REDACTED\] x+/);
+      assert.ok(d.headers['dlt-cause']!.length <= 500, 'the cause is truncated');
+      assert.equal(d.headers['dlt-code'], 'internal');
+      assert.equal(d.headers['dlt-attempts'], '3');
+      assert.equal(d.headers['dlt-group'], group);
+      assert.equal(d.headers['dlt-original-topic'], t);
+      const failedAt = Date.parse(d.headers['dlt-failed-at']!);
+      assert.ok(failedAt >= before - 1_000 && failedAt <= Date.now() + 1_000, 'dlt-failed-at is an ISO time of the failure');
+      const stats = busStats(bus);
+      assert.equal(stats.deadLettered[t], 1);
+      assert.equal(stats.retries[t], 2, 'two failed attempts were retried');
+      await Promise.all([sub.stop(), dlt.stop()]);
+    });
+
+    it('dead-letters a permanent failure after one attempt', async () => {
+      const t = topic();
+      await bus.ensureTopics([{ name: t, partitions: 1 }]);
+      const dead: EventRecord[] = [];
+      const dlt = await bus.subscribe({ topics: [dltTopic(t)], groupId: `dlt-${randomUUID()}`, handler: async (r) => void dead.push(r) });
+      const attempts = new Map<string, number>();
+      const seen: string[] = [];
+      const sub = await bus.subscribe({
+        topics: [t],
+        groupId: `g-${randomUUID()}`,
+        maxAttempts: 5,
+        handler: async (r) => {
+          attempts.set(text(r), (attempts.get(text(r)) ?? 0) + 1);
+          if (text(r) === 'garbled') throw new PermanentError('the event does not decode', { reason: 'undecodable' });
+          if (text(r) === 'gone') throw AppError.notFound('persona', 'p1');
+          seen.push(text(r));
+        },
+      });
+      await bus.publish(t, [
+        { key: 'k', value: enc('garbled') },
+        { key: 'k', value: enc('gone') },
+        { key: 'k', value: enc('fine') },
+      ]);
+      await eventually('two dead letters and the good event', () => dead.length === 2 && seen.length === 1);
+      assert.deepEqual(seen, ['fine']);
+      assert.equal(attempts.get('garbled'), 1);
+      assert.equal(attempts.get('gone'), 1);
+      assert.deepEqual(dead.map(text), ['garbled', 'gone']);
+      assert.deepEqual(dead.map((d) => [d.headers['dlt-code'], d.headers['dlt-attempts']]), [['undecodable', '1'], ['not_found', '1']]);
+      assert.equal(dead[0]!.headers['dlt-cause'], 'the event does not decode');
+      assert.equal(busStats(bus).deadLettered[t], 2);
+      assert.equal(busStats(bus).retries[t], undefined, 'nothing was retried');
+      await Promise.all([sub.stop(), dlt.stop()]);
     });
 
     it('refuses a consumer group that this process already uses for other topics', async () => {

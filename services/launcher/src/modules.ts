@@ -7,9 +7,11 @@ import { sessionModule } from '@chat/session-service';
 import { busModule } from './modules/bus.js';
 import { databaseModule } from './modules/database.js';
 import { llmModule } from './modules/llm.js';
+import { metricsModule } from './modules/metrics.js';
 
 /** Every module of the product, infrastructure first; the runtime picks what the targets need. */
 export const MODULES: readonly ModuleDef[] = [
+  metricsModule,
   databaseModule,
   busModule,
   llmModule,

@@ -10,7 +10,7 @@ describe('launcher (main.js)', function () {
     const r = spawnSync(process.execPath, [MAIN, '--list-targets'], { encoding: 'utf8' });
     assert.equal(r.status, 0);
     for (const t of ['all', 'gateway', 'session', 'persona', 'scheduler', 'rag']) assert.match(r.stdout, new RegExp(`^${t}: `, 'm'));
-    assert.match(r.stdout, /^session: .*needs: database, bus/m);
+    assert.match(r.stdout, /^session: .*needs: metrics, database, bus/m);
   });
 
   it('exits non-zero with one clear line for an unknown target', async () => {

@@ -1,7 +1,7 @@
 import { eventsV1, sessionV1 } from '@chat/contracts';
 import { PersonaClient, resolveTarget, targetsConfig, type ServiceEndpoint } from '@chat/clients';
 import { migrate, Outbox, type Database } from '@chat/db';
-import { Topics, type EventBus } from '@chat/events';
+import { PermanentError, Topics, type EventBus } from '@chat/events';
 import { startGrpcServer, wrapImplementation } from '@chat/grpc';
 import { defineModule } from '@chat/runtime';
 import { SessionRepository } from './adapters/postgres/session-repo.js';
@@ -61,8 +61,8 @@ export const sessionModule = defineModule<ServiceEndpoint>({
         try {
           event = eventsV1.ReplyEvent.decode(record.value);
         } catch (err) {
-          ctx.logger.error('undecodable reply event skipped', { key: record.key, err });
-          return;
+          // Redelivery cannot fix a malformed event: straight to the dead-letter topic.
+          throw new PermanentError(`undecodable reply event: ${err instanceof Error ? err.message : String(err)}`, { reason: 'undecodable', cause: err });
         }
         const kind = event.kind;
         if (!kind) return;
@@ -100,8 +100,8 @@ export const sessionModule = defineModule<ServiceEndpoint>({
         try {
           event = eventsV1.PersonaEvent.decode(record.value);
         } catch (err) {
-          ctx.logger.error('undecodable persona event skipped', { key: record.key, err });
-          return;
+          // Redelivery cannot fix a malformed event: straight to the dead-letter topic.
+          throw new PermanentError(`undecodable persona event: ${err instanceof Error ? err.message : String(err)}`, { reason: 'undecodable', cause: err });
         }
         if (event.kind?.$case !== 'deleted' || !isUuid(event.personaId)) return;
         const removed = await repo.deleteByPersona(event.personaId);

@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { defineConfig, env } from '@chat/config';
 import { InProcessBus, KafkaBus, Topics, type EventBus } from '@chat/events';
 import { defineModule } from '@chat/runtime';
+import { registerBusMetrics } from './metrics.js';
 import { ALL_TARGETS } from './targets.js';
 
 /** Where the event log is; unset means the in-process bus (valid only in `all` mode). */
@@ -14,6 +15,8 @@ export const busConfig = defineConfig({
 /** busModule provides the event bus: Kafka when KAFKA_BROKERS is set, else the in-process bus. */
 export const busModule = defineModule<EventBus>({
   name: 'bus',
+  // Every target needs the bus, so this pulls the metrics module into every process.
+  deps: ['metrics'],
   config: [busConfig],
   async init(ctx) {
     const cfg = ctx.config(busConfig);
@@ -29,6 +32,13 @@ export const busModule = defineModule<EventBus>({
       bus = new InProcessBus();
       ctx.logger.info('event bus: in-process');
     }
-    return { value: bus, stop: () => bus.close() };
+    const unregister = registerBusMetrics(bus);
+    return {
+      value: bus,
+      stop: async () => {
+        unregister();
+        await bus.close();
+      },
+    };
   },
 });

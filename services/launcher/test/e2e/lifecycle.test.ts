@@ -8,6 +8,12 @@ import { configureLogger, getLogger } from '@chat/logger';
 import { dumpOutput, startProc, stopProc, waitFor, type Proc } from './harness.js';
 import { API_KEYS, runLifecycle } from './lifecycle.js';
 
+/** series matches one sample line of `name` carrying every label (in any order) and a value matching `value`. */
+function series(name: string, labels: Record<string, string>, value = '[1-9][0-9.e+]*'): RegExp {
+  const has = Object.entries(labels).map(([k, v]) => `(?=[^}]*\\b${k}="${v}")`).join('');
+  return new RegExp(`^${name}\\{${has}[^}]*\\} ${value}$`, 'm');
+}
+
 async function waitReady(base: string, procs: Proc[]): Promise<void> {
   await waitFor(
     'the gateway to be ready',
@@ -55,6 +61,17 @@ describe('e2e: the message lifecycle', function () {
       await runLifecycle(base);
     });
 
+    it('exposes the process metrics on the gateway GET /metrics', async () => {
+      const res = await fetch(`${base}/metrics`);
+      assert.equal(res.status, 200);
+      assert.match(res.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
+      const text = await res.text();
+      assert.match(text, series('chat_scheduler_replies_total', { outcome: 'completed', target: 'all' }));
+      assert.match(text, series('chat_scheduler_processing_seconds_count', { outcome: 'completed', target: 'all' }));
+      assert.match(text, /^# TYPE chat_bus_dead_letters_total counter/m);
+      assert.match(text, /^process_cpu_user_seconds_total\{target="all"\}/m);
+    });
+
     it('drains and exits 0 on SIGTERM', async () => {
       const code = await stopProc(procs[0]!);
       assert.equal(code, 0, procs[0]!.output.slice(-10).join('\n'));
@@ -68,6 +85,7 @@ describe('e2e: the message lifecycle', function () {
     let procs: Proc[] = [];
     let base = '';
     let llm: DevModel | undefined;
+    let schedulerMetrics = '';
 
     before(async function () {
       if (!databaseUrl || !brokers || !milvus) {
@@ -75,7 +93,8 @@ describe('e2e: the message lifecycle', function () {
         if (process.env.CI === 'true') throw new Error('CI=true but DATABASE_URL, KAFKA_BROKERS or MILVUS_ADDRESS is not set: run scripts/infra up first');
         this.skip();
       }
-      const [persona, session, scheduler, rag, http] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
+      const [persona, session, scheduler, rag, http, metrics] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort(), freePort()]);
+      schedulerMetrics = `http://127.0.0.1:${metrics}/metrics`;
       const dataDir = mkdtempSync(join(tmpdir(), 'chat-e2e-mp-'));
       // An OpenAI-compatible server of our own, given through the LLM_* settings: the configured
       // path, not the built-in default.
@@ -101,7 +120,7 @@ describe('e2e: the message lifecycle', function () {
         startProc('persona', 'persona', { ...shared, PERSONA_GRPC_LISTEN: `127.0.0.1:${persona}` }),
         startProc('rag', 'rag', { ...shared, RAG_GRPC_LISTEN: `127.0.0.1:${rag}` }),
         startProc('session', 'session', { ...shared, SESSION_GRPC_LISTEN: `127.0.0.1:${session}` }),
-        startProc('scheduler', 'scheduler', { ...shared, SCHEDULER_GRPC_LISTEN: `127.0.0.1:${scheduler}` }),
+        startProc('scheduler', 'scheduler', { ...shared, SCHEDULER_GRPC_LISTEN: `127.0.0.1:${scheduler}`, METRICS_LISTEN: `127.0.0.1:${metrics}` }),
         startProc('gateway', 'gateway', { ...shared, GATEWAY_HTTP_LISTEN: `127.0.0.1:${http}` }),
       ];
       try {
@@ -128,6 +147,15 @@ describe('e2e: the message lifecycle', function () {
       // The rag process used the configured endpoint, not a development model of its own.
       const rag = procs.find((p) => p.name === 'rag')!;
       assert.ok(!rag.output.some((l) => /DEVELOPMENT model|development model is running/.test(l)), 'rag started its own development model');
+    });
+
+    it('serves the scheduler process metrics on METRICS_LISTEN', async () => {
+      const res = await fetch(schedulerMetrics);
+      assert.equal(res.status, 200);
+      const text = await res.text();
+      assert.match(text, series('chat_scheduler_replies_total', { outcome: 'completed', target: 'scheduler' }));
+      assert.match(text, series('chat_scheduler_inflight_generations', { target: 'scheduler' }, '0'));
+      assert.match(text, /^# TYPE chat_bus_retries_total counter/m);
     });
 
     it('drains and exits 0 on SIGTERM in every process', async () => {

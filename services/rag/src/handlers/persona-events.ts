@@ -1,3 +1,4 @@
+import { PermanentError } from '@chat/events';
 import { eventsV1 } from '@chat/contracts';
 import { Code, isAppError } from '@chat/errors';
 import type { EventRecord } from '@chat/events';
@@ -15,8 +16,8 @@ export function personaEventHandler(ingest: IngestService, logger: Logger, onPer
     try {
       event = eventsV1.PersonaEvent.decode(record.value);
     } catch (err) {
-      logger.warn('skipping a persona event that does not decode', { key: record.key, err });
-      return;
+      // Straight to the dead-letter topic: retrying cannot make it decode.
+      throw new PermanentError(`undecodable persona event: ${(err as Error).message}`, { reason: 'undecodable', cause: err });
     }
     const personaId = event.personaId || record.key;
     const kind = event.kind;

@@ -1,3 +1,4 @@
+import { PermanentError } from '@chat/events';
 import { eventsV1 } from '@chat/contracts';
 import type { EventRecord } from '@chat/events';
 import type { Logger } from '@chat/logger';
@@ -12,8 +13,8 @@ export function profileEventHandler(invalidateProfile: (profileId: string) => vo
     try {
       event = eventsV1.ApiProfileChanged.decode(record.value);
     } catch (err) {
-      logger.warn('skipping a profile event that does not decode', { key: record.key, err });
-      return;
+      // Straight to the dead-letter topic: retrying cannot make it decode.
+      throw new PermanentError(`undecodable profile event: ${(err as Error).message}`, { reason: 'undecodable', cause: err });
     }
     const profileId = event.profileId || record.key;
     if (!profileId) {

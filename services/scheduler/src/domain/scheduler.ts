@@ -1,6 +1,7 @@
 import { eventsV1, ragV1, sessionV1 } from '@chat/contracts';
 import { AppError, Code, toAppError } from '@chat/errors';
 import type { Logger } from '@chat/logger';
+import { priorityBucket, schedulerMetrics } from './metrics.js';
 import { ReplyPublisher } from './reply-publisher.js';
 import type { SchedulerPorts } from './ports.js';
 import type { Summarizer } from './summarizer.js';
@@ -44,6 +45,7 @@ export class Scheduler {
   private readonly evictTimer: NodeJS.Timeout;
   private completed = 0;
   private failed = 0;
+  private readonly metrics = schedulerMetrics();
 
   constructor(
     private readonly ports: SchedulerPorts,
@@ -65,7 +67,12 @@ export class Scheduler {
     }
     const runtime = rs;
     runtime.queued++;
-    const run = runtime.tail.then(() => this.run(runtime, message));
+    const bucket = { priority: priorityBucket(message.priority) };
+    this.metrics.queueLength.inc(bucket);
+    const run = runtime.tail.then(() => {
+      this.metrics.queueLength.dec(bucket);
+      return this.run(runtime, message);
+    });
     runtime.tail = run.catch(() => {});
     return run.finally(() => {
       runtime.queued--;
@@ -108,6 +115,10 @@ export class Scheduler {
   private async run(rs: RuntimeSession, m: eventsV1.MessageCreated): Promise<void> {
     const controller = new AbortController();
     this.inFlight.set(m.replyId, { ownerId: m.ownerId, sessionId: m.sessionId, controller });
+    this.metrics.inflight.inc();
+    const started = performance.now();
+    const seconds = () => (performance.now() - started) / 1000;
+    let firstToken = true;
     const publisher = new ReplyPublisher(m.sessionId, (id, events) => this.ports.publish(id, events));
     const base = { sessionId: m.sessionId, replyId: m.replyId, messageId: m.messageId, ownerId: m.ownerId };
     const next = (kind: eventsV1.ReplyEvent['kind']) => {
@@ -125,6 +136,7 @@ export class Scheduler {
       rs.seq = Math.max(rs.seq ?? 0, win.session?.lastSeq ?? 0);
       if (FINAL.has(win.replyStatus)) {
         this.logger.info('reply already final; redelivered message skipped', { reply_id: m.replyId });
+        this.metrics.replies.inc({ outcome: 'skipped' });
         return;
       }
       const { persona } = await this.ports.getPersona({ ownerId: m.ownerId, id: m.personaId });
@@ -164,8 +176,11 @@ export class Scheduler {
       );
       let completed = false;
       for await (const item of stream) {
-        if (item.item?.$case === 'delta') next({ $case: 'delta', value: { text: item.item.value.text } });
-        else if (item.item?.$case === 'completed') {
+        if (item.item?.$case === 'delta') {
+          if (firstToken) this.metrics.firstToken.observe(seconds());
+          firstToken = false;
+          next({ $case: 'delta', value: { text: item.item.value.text } });
+        } else if (item.item?.$case === 'completed') {
           next({ $case: 'completed', value: item.item.value });
           completed = true;
         }
@@ -173,6 +188,8 @@ export class Scheduler {
       if (!completed) throw AppError.unavailable('the reply stream ended without completing');
       await publisher.flush();
       this.completed++;
+      this.metrics.processing.observe({ outcome: 'completed' }, seconds());
+      this.metrics.replies.inc({ outcome: 'completed' });
       // Off the critical path: the reply is out; fold what fell out of the window if it is enough.
       if (this.summarizer) {
         const oldestKept = window.history[0]?.position;
@@ -196,9 +213,13 @@ export class Scheduler {
       else this.logger.warn('reply failed', { reply_id: m.replyId, code: app.reason, message: app.message });
       this.failed++;
       next({ $case: 'failed', value: { code: app.code === Code.Internal ? 'internal' : app.reason, message: app.code === Code.Internal ? 'internal error' : app.message } });
+      const outcome = app.code === Code.Cancelled ? 'cancelled' : 'failed';
+      this.metrics.processing.observe({ outcome }, seconds());
+      this.metrics.replies.inc({ outcome });
       await publisher.flush();
     } finally {
       this.inFlight.delete(m.replyId);
+      this.metrics.inflight.dec();
     }
   }
 }

@@ -1,0 +1,447 @@
+// Pipeline benchmark: N sessions × M messages through the public API (POST message → first
+// reply.delta on the session WebSocket → reply.completed), against the scripted LLM server of
+// @chat/devmodel, in `all` mode (one process, embedded defaults) and, when DATABASE_URL and
+// KAFKA_BROKERS are set, in multi-process Kafka mode (5 processes). Prints a table and writes
+// bench-results/pipeline-<timestamp>.json. Needs `npm run build` first.
+//
+//   npm run bench:pipeline -- [--sessions=40] [--messages=10] [--ttft-ms=20] [--tokens-per-s=200]
+//                             [--reply-tokens=20] [--modes=all,kafka] [--turn-timeout-ms=30000]
+// Each option may also be given as an env var: BENCH_SESSIONS, BENCH_MESSAGES, BENCH_TTFT_MS, ...
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import OpenAI from 'openai';
+import WebSocket from 'ws';
+import { startDevModel } from '@chat/devmodel';
+import { configureLogger, getLogger } from '@chat/logger';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const MAIN = join(ROOT, 'services', 'launcher', 'dist', 'src', 'main.js');
+
+function opt(name, def) {
+  const arg = process.argv.slice(2).find((a) => a.startsWith(`--${name}=`));
+  const env = process.env[`BENCH_${name.toUpperCase().replace(/-/g, '_')}`];
+  const raw = arg ? arg.slice(name.length + 3) : env;
+  if (raw === undefined || raw === '') return def;
+  if (typeof def === 'number') {
+    const n = Number(raw);
+    if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a non-negative number, got ${raw}`);
+    return n;
+  }
+  return raw;
+}
+
+const cfg = {
+  sessions: opt('sessions', 40),
+  messages: opt('messages', 10),
+  ttftMs: opt('ttft-ms', 20),
+  tokensPerS: opt('tokens-per-s', 200),
+  replyTokens: opt('reply-tokens', 20),
+  modes: opt('modes', 'all,kafka').split(',').map((s) => s.trim()).filter(Boolean),
+  turnTimeoutMs: opt('turn-timeout-ms', 30_000),
+  llmProbes: opt('llm-probes', 100),
+  readyTimeoutMs: opt('ready-timeout-ms', 120_000),
+};
+
+const KEY = 'bench-key-0123456789abcdef';
+const API_KEYS = `bench:${KEY}`;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function pct(sorted, p) {
+  if (sorted.length === 0) return null;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i];
+}
+function summary(values) {
+  const s = [...values].sort((a, b) => a - b);
+  const r = (v) => (v === null ? null : Math.round(v * 10) / 10);
+  return { n: s.length, p50: r(pct(s, 50)), p95: r(pct(s, 95)), p99: r(pct(s, 99)), max: r(s.at(-1) ?? null), mean: r(s.length ? s.reduce((a, b) => a + b, 0) / s.length : null) };
+}
+
+// ---- processes ----------------------------------------------------------------------------
+const procs = new Set();
+function startProc(name, target, env) {
+  const child = spawn(process.execPath, [MAIN, `--target=${target}`], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: process.env.LOG_LEVEL ?? 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output = [];
+  const keep = (b) => {
+    output.push(...b.toString().split('\n').filter(Boolean));
+    if (output.length > 500) output.splice(0, output.length - 500);
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  const exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+  const p = { name, child, output, exited };
+  procs.add(p);
+  return p;
+}
+async function stopProc(p) {
+  if (p.child.exitCode === null && p.child.signalCode === null) {
+    p.child.kill('SIGTERM');
+    const t = setTimeout(() => p.child.kill('SIGKILL'), 20_000);
+    await p.exited;
+    clearTimeout(t);
+  }
+  procs.delete(p);
+}
+async function stopAll() {
+  for (const p of [...procs].reverse()) await stopProc(p);
+}
+function dump(list) {
+  for (const p of list) process.stderr.write(`\n--- ${p.name} (last lines) ---\n${p.output.slice(-30).join('\n')}\n`);
+}
+async function waitReady(base, list) {
+  const end = Date.now() + cfg.readyTimeoutMs;
+  while (Date.now() < end) {
+    for (const p of list) if (p.child.exitCode !== null) throw new Error(`${p.name} exited with ${p.child.exitCode}`);
+    const r = await fetch(`${base}/readyz`).catch(() => undefined);
+    // The gateway being ready is not enough in split mode: every process must have said "ready".
+    if (r?.status === 200 && list.every((p) => p.output.some((l) => l.includes('"message":"ready"')))) return;
+    await sleep(200);
+  }
+  throw new Error('timed out waiting for /readyz');
+}
+
+// ---- API ------------------------------------------------------------------------------------
+async function call(base, method, path, body) {
+  const headers = { authorization: `Bearer ${KEY}` };
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  const res = await fetch(`${base}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await res.text();
+  let parsed = text;
+  try {
+    parsed = text ? JSON.parse(text) : undefined;
+  } catch {
+    /* keep text */
+  }
+  return { status: res.status, body: parsed };
+}
+function must(res, status, what) {
+  if (res.status !== status) throw new Error(`${what}: expected ${status}, got ${res.status}: ${JSON.stringify(res.body).slice(0, 500)}`);
+  return res.body;
+}
+
+/** A session socket that records, per reply, the arrival of the first delta, the completions and the seqs. */
+function openSocket(wsBase, sessionId, token) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${wsBase}/ws/sessions/${sessionId}?ws_token=${encodeURIComponent(token)}`);
+    const replies = new Map();
+    const completedOrder = [];
+    const waiters = new Map();
+    const rec = (id) => {
+      let r = replies.get(id);
+      if (!r) replies.set(id, (r = { firstDeltaAt: undefined, doneAt: undefined, completed: 0, failed: 0, seqs: [] }));
+      return r;
+    };
+    ws.on('message', (data) => {
+      const now = performance.now();
+      let f;
+      try {
+        f = JSON.parse(data.toString());
+      } catch {
+        return;
+      }
+      if (!f?.reply_id) return;
+      const r = rec(f.reply_id);
+      if (typeof f.seq === 'number') r.seqs.push(f.seq);
+      if (f.type === 'reply.delta') r.firstDeltaAt ??= now;
+      if (f.type === 'reply.completed' || f.type === 'reply.failed') {
+        if (f.type === 'reply.completed') {
+          r.completed++;
+          completedOrder.push(f.reply_id);
+        } else {
+          r.failed++;
+          r.error = f.error;
+        }
+        r.doneAt ??= now;
+        waiters.get(f.reply_id)?.();
+      }
+    });
+    ws.once('open', () =>
+      resolve({
+        ws,
+        replies,
+        completedOrder,
+        rec,
+        waitDone(id, timeoutMs) {
+          const r = rec(id);
+          if (r.doneAt !== undefined) return Promise.resolve(true);
+          return new Promise((res) => {
+            const t = setTimeout(() => {
+              waiters.delete(id);
+              res(false);
+            }, timeoutMs);
+            waiters.set(id, () => {
+              clearTimeout(t);
+              waiters.delete(id);
+              res(true);
+            });
+          });
+        },
+      }),
+    );
+    ws.once('unexpected-response', (_q, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
+    ws.once('error', reject);
+  });
+}
+
+// ---- the LLM's own TTFT, measured directly --------------------------------------------------
+async function measureLlm(endpoint, probes, concurrency) {
+  const client = new OpenAI({ baseURL: endpoint.baseUrl, apiKey: endpoint.apiKey, maxRetries: 0, timeout: 10_000 });
+  const ttft = [];
+  const total = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < probes) {
+      next++;
+      const t0 = performance.now();
+      const stream = await client.chat.completions.create({ model: endpoint.model, stream: true, messages: [{ role: 'user', content: 'probe' }] });
+      let first;
+      for await (const c of stream) if (c.choices[0]?.delta.content && first === undefined) first = performance.now() - t0;
+      ttft.push(first ?? NaN);
+      total.push(performance.now() - t0);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, probes)) }, worker));
+  return { concurrency, ttftMs: summary(ttft), replyMs: summary(total) };
+}
+
+// ---- one mode -------------------------------------------------------------------------------
+async function runMode(mode, llm) {
+  const dataDir = mkdtempSync(join(tmpdir(), `chat-bench-${mode}-`));
+  const http = await freePort();
+  const base = `http://127.0.0.1:${http}`;
+  const llmEnv = { LLM_BASE_URL: llm.endpoint.baseUrl, LLM_API_KEY: 'bench-llm-key', LLM_MODEL: llm.endpoint.model };
+  let list;
+  try {
+    if (mode === 'all') {
+      list = [startProc('all', 'all', { ...llmEnv, DATA_DIR: dataDir, GATEWAY_HTTP_LISTEN: `127.0.0.1:${http}`, API_KEYS })];
+    } else {
+      const [persona, session, scheduler, rag] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+      const shared = {
+        ...llmEnv,
+        DATABASE_URL: process.env.DATABASE_URL,
+        KAFKA_BROKERS: process.env.KAFKA_BROKERS,
+        ...(process.env.MILVUS_ADDRESS ? { MILVUS_ADDRESS: process.env.MILVUS_ADDRESS } : {}),
+        DATA_DIR: dataDir,
+        API_KEYS,
+        WS_TOKEN_SECRET: 'bench-ws-token-secret-0123456789abcdef',
+        PERSONA_GRPC_ADDR: `127.0.0.1:${persona}`,
+        SESSION_GRPC_ADDR: `127.0.0.1:${session}`,
+        SCHEDULER_GRPC_ADDR: `127.0.0.1:${scheduler}`,
+        RAG_GRPC_ADDR: `127.0.0.1:${rag}`,
+      };
+      list = [
+        startProc('persona', 'persona', { ...shared, PERSONA_GRPC_LISTEN: `127.0.0.1:${persona}` }),
+        startProc('rag', 'rag', { ...shared, RAG_GRPC_LISTEN: `127.0.0.1:${rag}` }),
+        startProc('session', 'session', { ...shared, SESSION_GRPC_LISTEN: `127.0.0.1:${session}` }),
+        startProc('scheduler', 'scheduler', { ...shared, SCHEDULER_GRPC_LISTEN: `127.0.0.1:${scheduler}` }),
+        startProc('gateway', 'gateway', { ...shared, GATEWAY_HTTP_LISTEN: `127.0.0.1:${http}` }),
+      ];
+    }
+    const tStart = performance.now();
+    await waitReady(base, list);
+    console.log(`[${mode}] ready in ${Math.round(performance.now() - tStart)} ms; ${cfg.sessions} sessions × ${cfg.messages} messages`);
+
+    const persona = must(
+      await call(base, 'POST', '/api/personas', { name: `Bench ${mode} ${Date.now()}`, system_prompt: 'You are a benchmark persona. Answer briefly.' }),
+      201,
+      'create persona',
+    );
+    const sessions = [];
+    for (let i = 0; i < cfg.sessions; i++) {
+      const s = must(await call(base, 'POST', '/api/sessions', { persona_id: persona.id, title: `bench ${i}` }), 201, 'create session');
+      const tok = must(await call(base, 'POST', `/api/sessions/${s.id}/ws_token`), 200, 'ws_token');
+      sessions.push({ id: s.id, sock: await openSocket(base.replace(/^http/, 'ws'), s.id, tok.ws_token), sent: [], errors: [] });
+    }
+
+    // One warm-up turn per session (counted for correctness, not for speed).
+    const turn = async (s, i, warm) => {
+      const t0 = performance.now();
+      const r = await call(base, 'POST', `/api/sessions/${s.id}/messages`, { content: `${warm ? 'warm-up' : 'question'} ${i} of session ${s.id}` });
+      if (r.status !== 202) {
+        s.errors.push(`POST ${r.status}: ${JSON.stringify(r.body).slice(0, 200)}`);
+        return;
+      }
+      const sent = { replyId: r.body.reply_id, messageId: r.body.message_id, t0, postMs: performance.now() - t0, warm };
+      s.sent.push(sent);
+      sent.done = await s.sock.waitDone(sent.replyId, cfg.turnTimeoutMs);
+    };
+    await Promise.all(sessions.map((s) => turn(s, 0, true)));
+    const llmBefore = llm.stats.completions;
+    const t0 = performance.now();
+    await Promise.all(
+      sessions.map(async (s) => {
+        for (let i = 1; i <= cfg.messages; i++) await turn(s, i, false);
+      }),
+    );
+    const wallMs = performance.now() - t0;
+    const llmCalls = llm.stats.completions - llmBefore;
+
+    // Correctness: sockets, then the stored sessions.
+    await sleep(500);
+    let lost = 0;
+    let failed = 0;
+    let dupFrames = 0;
+    let reorderedSessions = 0;
+    let seqGaps = 0;
+    let dupStored = 0;
+    let missingStored = 0;
+    let postErrors = 0;
+    const failures = {};
+    const firstToken = [];
+    const completedMs = [];
+    const postMs = [];
+    for (const s of sessions) {
+      postErrors += s.errors.length;
+      for (const m of s.sent) {
+        const r = s.sock.rec(m.replyId);
+        if (r.completed === 0 && r.failed === 0) lost++;
+        if (r.failed > 0) {
+          failed++;
+          const code = r.error?.code ?? 'unknown';
+          failures[code] ??= { count: 0, example: r.error?.message };
+          failures[code].count++;
+        }
+        if (r.completed + r.failed > 1) dupFrames++;
+        for (let i = 1; i < r.seqs.length; i++) if (r.seqs[i] !== r.seqs[i - 1] + 1) seqGaps++;
+        if (!m.warm && r.firstDeltaAt !== undefined) firstToken.push(r.firstDeltaAt - m.t0);
+        if (!m.warm && r.doneAt !== undefined) completedMs.push(r.doneAt - m.t0);
+        if (!m.warm) postMs.push(m.postMs);
+      }
+      const order = s.sent.map((m) => m.replyId);
+      const seen = s.sock.completedOrder.filter((id) => order.includes(id));
+      const firstSeen = [...new Set(seen)];
+      const expected = order.filter((id) => firstSeen.includes(id));
+      if (firstSeen.join() !== expected.join()) reorderedSessions++;
+      // The message list is paged (at most 200 a page): a bounded bench checks the newest 200 (100 turns).
+      const view = await call(base, 'GET', `/api/sessions/${s.id}/messages?limit=200`);
+      if (view.status !== 200) {
+        missingStored += s.sent.length;
+        continue;
+      }
+      const assistants = view.body.messages.filter((m) => m.role === 'assistant');
+      const byId = new Map();
+      for (const a of assistants) byId.set(a.id, (byId.get(a.id) ?? 0) + 1);
+      dupStored += [...byId.values()].filter((n) => n > 1).length + (s.sent.length <= 100 ? Math.max(0, assistants.length - s.sent.length) : 0);
+      missingStored += s.sent.slice(-100).filter((m) => !assistants.some((a) => a.id === m.replyId && a.status === 'completed')).length;
+    }
+    for (const s of sessions) s.sock.ws.close();
+    if (failed > 0 || lost > 0) dump(list);
+
+    const turns = completedMs.length;
+    return {
+      mode,
+      processes: list.length,
+      sessions: cfg.sessions,
+      messagesPerSession: cfg.messages,
+      turnsMeasured: turns,
+      wallMs: Math.round(wallMs),
+      turnsPerSecond: Math.round((turns / wallMs) * 1000 * 10) / 10,
+      llmCompletionCalls: llmCalls,
+      postAcceptedMs: summary(postMs),
+      postToFirstTokenMs: summary(firstToken),
+      postToCompletedMs: summary(completedMs),
+      correctness: { lost, failed, duplicatedCompletedFrames: dupFrames, duplicatedStoredAssistant: dupStored, missingStoredCompleted: missingStored, reorderedSessions, seqNotPlusOne: seqGaps, postErrors, failures },
+    };
+  } catch (err) {
+    if (list) dump(list);
+    throw err;
+  } finally {
+    if (list) for (const p of [...list].reverse()) await stopProc(p);
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+// ---- main -----------------------------------------------------------------------------------
+configureLogger({ silent: true });
+let llm;
+const onSignal = async () => {
+  await stopAll();
+  await llm?.stop();
+  process.exit(130);
+};
+process.once('SIGINT', onSignal);
+process.once('SIGTERM', onSignal);
+
+const results = [];
+let exitCode = 0;
+try {
+  llm = await startDevModel({ logger: getLogger('bench-llm'), script: { ttftMs: cfg.ttftMs, tokensPerSecond: cfg.tokensPerS, replyTokens: cfg.replyTokens } });
+  console.log(`scripted LLM at ${llm.endpoint.baseUrl}: TTFT ${cfg.ttftMs} ms, ${cfg.tokensPerS} tokens/s, ${cfg.replyTokens}-token replies`);
+  for (const mode of cfg.modes) {
+    if (mode === 'kafka' && (!process.env.DATABASE_URL || !process.env.KAFKA_BROKERS)) {
+      console.log('[kafka] SKIPPED: DATABASE_URL and KAFKA_BROKERS are not both set (start them with `scripts/infra up` and `eval "$(scripts/infra env)"`)');
+      results.push({ mode, skipped: 'DATABASE_URL or KAFKA_BROKERS unset' });
+      continue;
+    }
+    if (mode !== 'all' && mode !== 'kafka') throw new Error(`unknown mode ${mode} (all, kafka)`);
+    // The LLM's own TTFT, measured from this process with the openai client: alone (the base of
+    // the added latency) and at the bench's concurrency (how much the client side itself adds).
+    const llmAlone = await measureLlm(llm.endpoint, Math.min(cfg.llmProbes, 30), 1);
+    const llmDirect = await measureLlm(llm.endpoint, cfg.llmProbes, cfg.sessions);
+    const r = await runMode(mode, llm);
+    r.llmAlone = llmAlone;
+    r.llmDirect = llmDirect;
+    const base = llmAlone.ttftMs.p50 ?? 0;
+    const ft = r.postToFirstTokenMs;
+    r.addedFirstTokenMs = { overLlmTtftP50: base, p50: ft.p50 === null ? null : Math.round((ft.p50 - base) * 10) / 10, p95: ft.p95 === null ? null : Math.round((ft.p95 - base) * 10) / 10, p99: ft.p99 === null ? null : Math.round((ft.p99 - base) * 10) / 10 };
+    results.push(r);
+  }
+} catch (err) {
+  console.error('bench failed:', err instanceof Error ? err.stack : err);
+  exitCode = 1;
+} finally {
+  await stopAll();
+  await llm?.stop();
+}
+
+const ran = results.filter((r) => !r.skipped);
+if (ran.length) {
+  const row = (label, f) => `${label.padEnd(34)}${ran.map((r) => String(f(r)).padStart(20)).join('')}`;
+  const c = (r) => r.correctness;
+  console.log(`\n${row('', (r) => r.mode)}`);
+  console.log(row('processes', (r) => r.processes));
+  console.log(row('turns measured', (r) => r.turnsMeasured));
+  console.log(row('turns/s', (r) => r.turnsPerSecond));
+  console.log(row('LLM TTFT alone p50/p99 ms', (r) => `${r.llmAlone.ttftMs.p50}/${r.llmAlone.ttftMs.p99}`));
+  console.log(row(`LLM TTFT ×${cfg.sessions} p50/p99 ms`, (r) => `${r.llmDirect.ttftMs.p50}/${r.llmDirect.ttftMs.p99}`));
+  console.log(row('POST accepted p50/p99 ms', (r) => `${r.postAcceptedMs.p50}/${r.postAcceptedMs.p99}`));
+  console.log(row('POST→first token p50 ms', (r) => r.postToFirstTokenMs.p50));
+  console.log(row('POST→first token p95 ms', (r) => r.postToFirstTokenMs.p95));
+  console.log(row('POST→first token p99 ms', (r) => r.postToFirstTokenMs.p99));
+  console.log(row('added 1st-token p50/p95/p99 ms', (r) => `${r.addedFirstTokenMs.p50}/${r.addedFirstTokenMs.p95}/${r.addedFirstTokenMs.p99}`));
+  console.log(row('POST→completed p50/p99 ms', (r) => `${r.postToCompletedMs.p50}/${r.postToCompletedMs.p99}`));
+  console.log(row('lost / failed', (r) => `${c(r).lost}/${c(r).failed}`));
+  console.log(row('duplicated frames / stored', (r) => `${c(r).duplicatedCompletedFrames}/${c(r).duplicatedStoredAssistant}`));
+  console.log(row('reordered sessions / seq gaps', (r) => `${c(r).reorderedSessions}/${c(r).seqNotPlusOne}`));
+  console.log(row('missing stored / POST errors', (r) => `${c(r).missingStoredCompleted}/${c(r).postErrors}`));
+}
+for (const r of ran) for (const [code, f] of Object.entries(r.correctness.failures)) console.log(`${r.mode}: ${f.count} reply.failed with code ${code}: ${f.example}`);
+for (const r of results.filter((x) => x.skipped)) console.log(`${r.mode}: skipped (${r.skipped})`);
+
+mkdirSync(join(ROOT, 'bench-results'), { recursive: true });
+const file = join(ROOT, 'bench-results', `pipeline-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+writeFileSync(
+  file,
+  `${JSON.stringify({ at: new Date().toISOString(), machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version }, config: cfg, results, ...(exitCode ? { error: true } : {}) }, null, 2)}\n`,
+);
+console.log(`\nwrote ${file}`);
+process.exit(exitCode);
