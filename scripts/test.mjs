@@ -1,6 +1,11 @@
 // Runs every compiled mocha test of the workspace (unit tests first, end-to-end last) and ends
-// with one plain summary line: "N passed, N failed". Exits non-zero on any failure, and, under
-// CI=true, on any pending (skipped) test: in CI nothing may skip.
+// with one plain summary line: "N passed, N failed". Exits non-zero on any failure, and on any
+// pending (skipped) test under CI=true.
+//
+// The suites that need real PostgreSQL, Kafka and Milvus never skip: when DATABASE_URL,
+// KAFKA_BROKERS or MILVUS_ADDRESS is unset, this script starts the missing servers with
+// scripts/infra (on loopback) and stops again, at the end, what it started.
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +26,29 @@ if (grep) files = files.filter((f) => f.includes(grep));
 // End-to-end suites last: they start whole systems.
 files.sort((a, b) => Number(a.includes('/e2e/')) - Number(b.includes('/e2e/')) || a.localeCompare(b));
 
+// Real infrastructure for the suites that need it.
+const infra = join(root, 'scripts', 'infra');
+const COMPONENT = { DATABASE_URL: 'postgres', KAFKA_BROKERS: 'kafka', MILVUS_ADDRESS: 'milvus' };
+const missing = Object.keys(COMPONENT).filter((v) => !process.env[v]);
+const startedHere = [];
+if (missing.length > 0) {
+  const components = missing.map((v) => COMPONENT[v]);
+  for (const c of components) {
+    if (spawnSync('bash', [infra, 'status', c], { stdio: 'ignore' }).status !== 0) startedHere.push(c);
+  }
+  console.log(`starting test infrastructure: ${components.join(', ')} (scripts/infra up)`);
+  execFileSync('bash', [infra, 'up', ...components], { stdio: ['ignore', 'inherit', 'inherit'] });
+  const envText = execFileSync('bash', [infra, 'env'], { encoding: 'utf8' });
+  for (const line of envText.split('\n')) {
+    const m = /^export ([A-Z_]+)=(.*)$/.exec(line.trim());
+    if (m && missing.includes(m[1])) process.env[m[1]] = m[2].replace(/^['"]|['"]$/g, '');
+  }
+}
+function stopStartedInfra() {
+  if (startedHere.length === 0) return;
+  spawnSync('bash', [infra, 'down', ...startedHere], { stdio: ['ignore', 'inherit', 'inherit'] });
+}
+
 const mocha = new Mocha({ reporter: 'spec', timeout: 20_000, forbidOnly: true });
 for (const f of files) mocha.addFile(join(root, f));
 await mocha.loadFilesAsync();
@@ -31,6 +59,7 @@ const runner = mocha.run((failures) => {
   const pending = stats?.pending ?? 0;
   const failed = stats?.failures ?? failures;
   const skipped = pending ? `, ${pending} skipped` : '';
+  stopStartedInfra(); // before the summary, so the summary stays the last line
   console.log(`\n${passes} passed, ${failed} failed${skipped}`);
   const ci = process.env.CI === 'true';
   process.exitCode = failed > 0 || (ci && pending > 0) || passes === 0 ? 1 : 0;

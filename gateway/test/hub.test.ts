@@ -4,7 +4,7 @@ import { getLogger } from '@chat/logger';
 import { SocketHub } from '../src/ws/hub.js';
 import './harness.js';
 
-function stubSocket(bufferedAmount = 0) {
+function fakeSocket(bufferedAmount = 0) {
   const sent: string[] = [];
   const closed: Array<[number, string]> = [];
   const ws = { readyState: 1, bufferedAmount, send: (d: string) => sent.push(d), close: (c: number, r: string) => closed.push([c, r]) };
@@ -19,7 +19,7 @@ describe('socket hub', () => {
 
   it('closes a slow client with 1013 and a reason instead of buffering more', () => {
     const h = hub();
-    const s = stubSocket(2 * 1024 * 1024);
+    const s = fakeSocket(2 * 1024 * 1024);
     h.send({ ws: s.ws as any, owner: 'alice', session: 's', alive: true }, { type: 'pong' });
     assert.equal(s.sent.length, 0);
     assert.equal(s.closed[0]![0], 1013);
@@ -28,7 +28,7 @@ describe('socket hub', () => {
 
   it('does not send a session’s events to a socket of another owner', () => {
     const h = hub();
-    const s = stubSocket();
+    const s = fakeSocket();
     h.add({ ws: s.ws as any, owner: 'mallory', session: 's', alive: true });
     h.publish(delta('s', 1));
     assert.equal(s.sent.length, 0);

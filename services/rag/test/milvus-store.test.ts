@@ -35,8 +35,8 @@ describe('the Milvus vector store', function () {
 
   before(function () {
     if (!address) {
-      if (process.env.CI === 'true') throw new Error('MILVUS_ADDRESS is not set: the Milvus vector store tests cannot run (in CI they must; start Milvus with scripts/infra up milvus)');
-      this.skip();
+      // npm test starts Milvus itself (scripts/test.mjs); by hand, run scripts/infra up milvus.
+      throw new Error('MILVUS_ADDRESS is not set (npm test starts Milvus; or run scripts/infra up milvus)');
     }
     admin = new MilvusClient({ address: address!, logLevel: 'error' });
     admin.connectPromise.catch(() => undefined);
