@@ -1,4 +1,6 @@
 import { currentContext } from '@chat/logger';
+import type { EventRecord } from './bus.js';
+import { PermanentError } from './dead-letter.js';
 
 /** Codec is the encode/decode pair ts-proto generates for a message. */
 export interface Codec<T> {
@@ -15,4 +17,16 @@ export function traceHeaders(extra: Record<string, string> = {}): Record<string,
 /** encodeEvent serialises a protobuf event. */
 export function encodeEvent<T>(codec: Codec<T>, message: T): Uint8Array {
   return codec.encode(message).finish();
+}
+
+/**
+ * decodeEvent decodes a protobuf event, or throws a PermanentError (reason `undecodable`) so the
+ * bus sends it straight to the dead-letter topic: redelivery cannot make it decode.
+ */
+export function decodeEvent<T>(codec: Codec<T>, record: EventRecord, what: string): T {
+  try {
+    return codec.decode(record.value);
+  } catch (err) {
+    throw new PermanentError(`undecodable ${what} event: ${err instanceof Error ? err.message : String(err)}`, { reason: 'undecodable', cause: err });
+  }
 }

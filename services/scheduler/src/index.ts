@@ -1,6 +1,6 @@
 import { eventsV1, schedulerV1 } from '@chat/contracts';
 import { PersonaClient, RagClient, resolveTarget, SessionClient, targetsConfig, type ServiceEndpoint } from '@chat/clients';
-import { encodeEvent, traceHeaders, PermanentError, Topics, type EventBus } from '@chat/events';
+import { encodeEvent, traceHeaders, Topics, type EventBus, decodeEvent } from '@chat/events';
 import { startGrpcServer, wrapImplementation } from '@chat/grpc';
 import { withContext, newTraceId } from '@chat/logger';
 import { defineModule } from '@chat/runtime';
@@ -73,13 +73,7 @@ export const schedulerModule = defineModule<ServiceEndpoint>({
       topics: [Topics.messages],
       groupId: 'scheduler',
       handler: async (record) => {
-        let message: eventsV1.MessageCreated;
-        try {
-          message = eventsV1.MessageCreated.decode(record.value);
-        } catch (err) {
-          // Redelivery cannot fix a malformed event: straight to the dead-letter topic.
-          throw new PermanentError(`undecodable message event: ${err instanceof Error ? err.message : String(err)}`, { reason: 'undecodable', cause: err });
-        }
+        const message = decodeEvent(eventsV1.MessageCreated, record, 'message');
         const traceId = record.headers['x-trace-id'];
         await withContext({ traceId: traceId && /^[0-9a-f]{32}$/.test(traceId) ? traceId : newTraceId() }, () => scheduler.push(message));
       },

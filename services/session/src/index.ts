@@ -1,7 +1,7 @@
 import { eventsV1, sessionV1 } from '@chat/contracts';
 import { PersonaClient, resolveTarget, targetsConfig, type ServiceEndpoint } from '@chat/clients';
 import { migrate, Outbox, type Database } from '@chat/db';
-import { PermanentError, Topics, type EventBus } from '@chat/events';
+import { Topics, type EventBus, decodeEvent } from '@chat/events';
 import { startGrpcServer, wrapImplementation } from '@chat/grpc';
 import { defineModule } from '@chat/runtime';
 import { SessionRepository } from './adapters/postgres/session-repo.js';
@@ -57,13 +57,7 @@ export const sessionModule = defineModule<ServiceEndpoint>({
       groupId: 'session.replies',
       maxAttempts: 10,
       handler: async (record) => {
-        let event: eventsV1.ReplyEvent;
-        try {
-          event = eventsV1.ReplyEvent.decode(record.value);
-        } catch (err) {
-          // Redelivery cannot fix a malformed event: straight to the dead-letter topic.
-          throw new PermanentError(`undecodable reply event: ${err instanceof Error ? err.message : String(err)}`, { reason: 'undecodable', cause: err });
-        }
+        const event = decodeEvent(eventsV1.ReplyEvent, record, 'reply');
         const kind = event.kind;
         if (!kind) return;
         if (kind.$case === 'delta') {
@@ -96,13 +90,7 @@ export const sessionModule = defineModule<ServiceEndpoint>({
       groupId: 'session.persona-events',
       maxAttempts: 10,
       handler: async (record) => {
-        let event: eventsV1.PersonaEvent;
-        try {
-          event = eventsV1.PersonaEvent.decode(record.value);
-        } catch (err) {
-          // Redelivery cannot fix a malformed event: straight to the dead-letter topic.
-          throw new PermanentError(`undecodable persona event: ${err instanceof Error ? err.message : String(err)}`, { reason: 'undecodable', cause: err });
-        }
+        const event = decodeEvent(eventsV1.PersonaEvent, record, 'persona');
         if (event.kind?.$case !== 'deleted' || !isUuid(event.personaId)) return;
         const removed = await repo.deleteByPersona(event.personaId);
         if (removed) ctx.logger.info('sessions of a deleted persona removed', { persona_id: event.personaId, sessions: removed });

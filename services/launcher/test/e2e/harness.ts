@@ -140,3 +140,17 @@ export function openSocket(wsBase: string, sessionId: string, token: string | un
     ws.once('error', reject);
   });
 }
+
+/** waitReady waits until the gateway at base answers /readyz, failing early if a process exits. */
+export async function waitReady(base: string, procs: Proc[]): Promise<void> {
+  await waitFor(
+    'the gateway to be ready',
+    async () => {
+      for (const p of procs) if (p.child.exitCode !== null) throw new Error(`${p.name} exited with ${p.child.exitCode}`);
+      const r = await fetch(`${base}/readyz`).catch(() => undefined);
+      return r?.status === 200 ? true : undefined;
+    },
+    90_000,
+    200,
+  );
+}

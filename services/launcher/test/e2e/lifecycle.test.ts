@@ -5,26 +5,13 @@ import { join } from 'node:path';
 import { freePort } from '@chat/db';
 import { startDevModel, type DevModel } from '@chat/devmodel';
 import { configureLogger, getLogger } from '@chat/logger';
-import { dumpOutput, startProc, stopProc, waitFor, type Proc } from './harness.js';
+import { dumpOutput, startProc, stopProc, waitFor, waitReady, type Proc } from './harness.js';
 import { API_KEYS, runLifecycle } from './lifecycle.js';
 
 /** series matches one sample line of `name` carrying every label (in any order) and a value matching `value`. */
 function series(name: string, labels: Record<string, string>, value = '[1-9][0-9.e+]*'): RegExp {
   const has = Object.entries(labels).map(([k, v]) => `(?=[^}]*\\b${k}="${v}")`).join('');
   return new RegExp(`^${name}\\{${has}[^}]*\\} ${value}$`, 'm');
-}
-
-async function waitReady(base: string, procs: Proc[]): Promise<void> {
-  await waitFor(
-    'the gateway to be ready',
-    async () => {
-      for (const p of procs) if (p.child.exitCode !== null) throw new Error(`${p.name} exited with ${p.child.exitCode}`);
-      const r = await fetch(`${base}/readyz`).catch(() => undefined);
-      return r?.status === 200 ? true : undefined;
-    },
-    90_000,
-    200,
-  );
 }
 
 describe('e2e: the message lifecycle', function () {

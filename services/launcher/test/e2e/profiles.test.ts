@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectDatabase, freePort, QueryTypes } from '@chat/db';
 import { configureLogger } from '@chat/logger';
-import { Api, Frames, dumpOutput, openSocket, startProc, stopProc, waitFor, type Proc } from './harness.js';
+import { Api, Frames, dumpOutput, openSocket, startProc, stopProc, waitFor, type Proc, waitReady } from './harness.js';
 import { API_KEYS, OWNER_A_KEY } from './lifecycle.js';
 
 /** FakeLlm is an OpenAI-compatible streaming server that records who called it with which key. */
@@ -66,16 +66,7 @@ describe('e2e: API profiles resolved at run time (all mode, embedded defaults)',
     base = `http://127.0.0.1:${port}`;
     procs = [startProc('all', 'all', { DATA_DIR: dataDir, GATEWAY_HTTP_LISTEN: `127.0.0.1:${port}`, API_KEYS })];
     try {
-      await waitFor(
-        'the gateway to be ready',
-        async () => {
-          if (procs[0]!.child.exitCode !== null) throw new Error(`exited with ${procs[0]!.child.exitCode}`);
-          const r = await fetch(`${base}/readyz`).catch(() => undefined);
-          return r?.status === 200 ? true : undefined;
-        },
-        90_000,
-        200,
-      );
+      await waitReady(base, procs);
     } catch (err) {
       dumpOutput(procs);
       throw err;

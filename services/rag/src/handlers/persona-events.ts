@@ -1,7 +1,6 @@
-import { PermanentError } from '@chat/events';
 import { eventsV1 } from '@chat/contracts';
 import { Code, isAppError } from '@chat/errors';
-import type { EventRecord } from '@chat/events';
+import { decodeEvent, type EventRecord } from '@chat/events';
 import type { Logger } from '@chat/logger';
 import type { IngestService } from '../domain/ingest.js';
 
@@ -12,13 +11,7 @@ import type { IngestService } from '../domain/ingest.js';
  */
 export function personaEventHandler(ingest: IngestService, logger: Logger, onPersonaChanged?: (personaId: string) => void): (record: EventRecord) => Promise<void> {
   return async (record) => {
-    let event: eventsV1.PersonaEvent;
-    try {
-      event = eventsV1.PersonaEvent.decode(record.value);
-    } catch (err) {
-      // Straight to the dead-letter topic: retrying cannot make it decode.
-      throw new PermanentError(`undecodable persona event: ${(err as Error).message}`, { reason: 'undecodable', cause: err });
-    }
+    const event = decodeEvent(eventsV1.PersonaEvent, record, 'persona');
     const personaId = event.personaId || record.key;
     const kind = event.kind;
     if (!kind) return;

@@ -1,6 +1,5 @@
-import { PermanentError } from '@chat/events';
 import { eventsV1 } from '@chat/contracts';
-import type { EventRecord } from '@chat/events';
+import { decodeEvent, type EventRecord } from '@chat/events';
 import type { Logger } from '@chat/logger';
 
 /**
@@ -9,13 +8,7 @@ import type { Logger } from '@chat/logger';
  */
 export function profileEventHandler(invalidateProfile: (profileId: string) => void, logger: Logger): (record: EventRecord) => Promise<void> {
   return async (record) => {
-    let event: eventsV1.ApiProfileChanged;
-    try {
-      event = eventsV1.ApiProfileChanged.decode(record.value);
-    } catch (err) {
-      // Straight to the dead-letter topic: retrying cannot make it decode.
-      throw new PermanentError(`undecodable profile event: ${(err as Error).message}`, { reason: 'undecodable', cause: err });
-    }
+    const event = decodeEvent(eventsV1.ApiProfileChanged, record, 'profile');
     const profileId = event.profileId || record.key;
     if (!profileId) {
       logger.warn('skipping a profile event without a profile id');
