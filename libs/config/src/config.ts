@@ -89,6 +89,8 @@ export const env = {
   url: () => z.string().url('must be a URL').refine((v) => /^https?:\/\//.test(v), 'must be an http or https URL'),
   /** A postgres:// URL. */
   postgresUrl: () => z.string().regex(/^postgres(ql)?:\/\/.+/, 'must be a postgres:// URL'),
+  /** A name made of letters, digits, '.', '_' and '-' (e.g. a prefix for topics). */
+  identifier: () => z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]{0,100}$/, "must be letters, digits, '.', '_' or '-' (at most 101)"),
   /** One of a fixed set of words. */
   oneOf: <T extends string>(...values: [T, ...T[]]) => z.enum(values, { message: `must be one of ${values.join(', ')}` }),
 };

@@ -10,6 +10,12 @@ export interface KafkaBusOptions {
   clientId: string;
   /** How long a fetch waits for data; kafkajs' default of 5 s would delay events by seconds. */
   maxWaitTimeMs?: number;
+  /**
+   * Prefix for every topic and consumer group name (`<namespace>.<name>`), so that several
+   * deployments or test runs can share one cluster without seeing each other's events. Services
+   * keep using the plain names: the prefix is added and removed here.
+   */
+  namespace?: string;
 }
 
 /**
@@ -29,7 +35,13 @@ export class KafkaBus implements EventBus {
   /** Dead-letter topics known to exist (created on first use if `ensureTopics` did not). */
   private readonly dltReady = new Map<string, Promise<void>>();
 
+  private readonly prefix: string;
+
   constructor(private readonly options: KafkaBusOptions) {
+    if (options.namespace !== undefined && !/^[A-Za-z0-9_-][A-Za-z0-9._-]{0,100}$/.test(options.namespace)) {
+      throw new Error(`invalid Kafka namespace ${JSON.stringify(options.namespace)}: use letters, digits, '.', '_' and '-'`);
+    }
+    this.prefix = options.namespace ? `${options.namespace}.` : '';
     const log = this.logger;
     this.kafka = new Kafka({
       clientId: options.clientId,
@@ -58,16 +70,26 @@ export class KafkaBus implements EventBus {
         wanted.set(t.name, t);
         if (!isDltTopic(t.name) && !wanted.has(dltTopic(t.name))) wanted.set(dltTopic(t.name), { name: dltTopic(t.name), partitions: t.partitions });
       }
-      const missing = [...wanted.values()].filter((t) => !existing.has(t.name));
+      const missing = [...wanted.values()].filter((t) => !existing.has(this.physical(t.name)));
       if (missing.length > 0) {
         await admin.createTopics({
           waitForLeaders: true,
-          topics: missing.map((t) => ({ topic: t.name, numPartitions: t.partitions, replicationFactor: -1 })),
+          topics: missing.map((t) => ({ topic: this.physical(t.name), numPartitions: t.partitions, replicationFactor: -1 })),
         });
       }
     } finally {
       await admin.disconnect();
     }
+  }
+
+  /** physical is the name of a topic or group on the cluster (with the namespace prefix). */
+  private physical(name: string): string {
+    return this.prefix + name;
+  }
+
+  /** logical is the name services know (without the namespace prefix). */
+  private logical(name: string): string {
+    return this.prefix && name.startsWith(this.prefix) ? name.slice(this.prefix.length) : name;
   }
 
   private getProducer(): Promise<Producer> {
@@ -87,7 +109,7 @@ export class KafkaBus implements EventBus {
     if (events.length === 0) return;
     const producer = await this.getProducer();
     await producer.send({
-      topic,
+      topic: this.physical(topic),
       messages: events.map((e) => ({ key: e.key, value: Buffer.from(e.value), headers: e.headers })),
     });
   }
@@ -109,7 +131,7 @@ export class KafkaBus implements EventBus {
     await admin.connect();
     let partitions: number;
     try {
-      const meta = await admin.fetchTopicMetadata({ topics: [topic] });
+      const meta = await admin.fetchTopicMetadata({ topics: [this.physical(topic)] });
       partitions = meta.topics[0]?.partitions.length || 1;
     } finally {
       await admin.disconnect();
@@ -124,7 +146,7 @@ export class KafkaBus implements EventBus {
   async subscribe(options: SubscribeOptions): Promise<Subscription> {
     claimGroup(this.groupTopics, options);
     const consumer = this.kafka.consumer({
-      groupId: options.groupId,
+      groupId: this.physical(options.groupId),
       maxWaitTimeInMs: this.options.maxWaitTimeMs ?? 20,
       sessionTimeout: 10_000,
       heartbeatInterval: 1_000,
@@ -143,7 +165,7 @@ export class KafkaBus implements EventBus {
     // Ready means partitions are assigned: a consumer that has not joined yet would miss live events.
     const joined = new Promise<void>((resolve) => consumer.on(consumer.events.GROUP_JOIN, () => resolve()));
     await consumer.connect();
-    for (const topic of options.topics) await consumer.subscribe({ topic, fromBeginning: options.fromBeginning ?? true });
+    for (const topic of options.topics) await consumer.subscribe({ topic: this.physical(topic), fromBeginning: options.fromBeginning ?? true });
     let stopping = false;
     await consumer.run({
       partitionsConsumedConcurrently: 8,
@@ -151,7 +173,7 @@ export class KafkaBus implements EventBus {
       eachMessage: async ({ topic, partition, message }) => {
         const headers: Record<string, string> = {};
         for (const [k, v] of Object.entries(message.headers ?? {})) if (v !== undefined) headers[k] = Array.isArray(v) ? String(v[0]) : String(v);
-        const record: EventRecord = { topic, key: message.key?.toString() ?? '', value: message.value ?? new Uint8Array(), headers };
+        const record: EventRecord = { topic: this.logical(topic), key: message.key?.toString() ?? '', value: message.value ?? new Uint8Array(), headers };
         await deliver(options, record, {
           publishDeadLetter: (target, event) => this.publishDeadLetter(target, event),
           stats: this.counters,

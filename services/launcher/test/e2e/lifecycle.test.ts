@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from '@chat/db';
+import { randomUUID } from 'node:crypto';
+import { freePort, isolatedDatabase, type IsolatedDatabase } from '@chat/db';
 import { startDevModel, type DevModel } from '@chat/devmodel';
 import { configureLogger, getLogger } from '@chat/logger';
 import { dumpOutput, startProc, stopProc, waitFor, waitReady, type Proc } from './harness.js';
@@ -73,6 +74,7 @@ describe('e2e: the message lifecycle', function () {
     let base = '';
     let llm: DevModel | undefined;
     let schedulerMetrics = '';
+    let db: IsolatedDatabase | undefined;
 
     before(async function () {
       if (!databaseUrl || !brokers || !milvus) {
@@ -86,12 +88,16 @@ describe('e2e: the message lifecycle', function () {
       // path, not the built-in default.
       configureLogger({ silent: true });
       llm = await startDevModel({ host: '127.0.0.1', port: 0, logger: getLogger('e2e-llm') });
+      // A database and a Kafka namespace of this run's own: other runs on the same servers
+      // (another checkout, a benchmark) neither see nor relay this run's events.
+      db = await isolatedDatabase(databaseUrl!, 'e2e_mp', getLogger('e2e-db'));
       const shared = {
         LLM_BASE_URL: llm.endpoint.baseUrl,
         LLM_API_KEY: 'e2e-llm-key',
         LLM_MODEL: llm.endpoint.model,
-        DATABASE_URL: databaseUrl!,
+        DATABASE_URL: db.url,
         KAFKA_BROKERS: brokers!,
+        KAFKA_NAMESPACE: `e2e-${randomUUID().slice(0, 8)}`,
         MILVUS_ADDRESS: milvus!,
         DATA_DIR: dataDir,
         API_KEYS,
@@ -126,6 +132,7 @@ describe('e2e: the message lifecycle', function () {
     after(async () => {
       for (const p of [...procs].reverse()) await stopProc(p);
       await llm?.stop();
+      await db?.drop();
     });
 
     it('creates a persona, ingests knowledge, and streams a grounded reply over WebSocket', async () => {
