@@ -75,7 +75,9 @@ function summary(values) {
 // ---- processes ----------------------------------------------------------------------------
 const procs = new Set();
 function startProc(name, target, env) {
-  const child = spawn(process.execPath, [MAIN, `--target=${target}`], {
+  // BENCH_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", profiles the system under test.
+  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, MAIN, `--target=${target}`], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: process.env.LOG_LEVEL ?? 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
