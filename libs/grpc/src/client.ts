@@ -12,22 +12,27 @@ const CHANNEL_OPTIONS: grpc.ChannelOptions = {
 
 type ClientCtor<C> = new (address: string, credentials: grpc.ChannelCredentials, options?: Partial<grpc.ChannelOptions>) => C;
 
-const clients = new Map<string, grpc.Client>();
+// Keyed by the generated constructor itself: every ts-proto client class has the same `name`.
+const clients = new Map<ClientCtor<grpc.Client>, Map<string, grpc.Client>>();
 
 /** getClient returns one shared client (and so one channel) per generated client type and address. */
 export function getClient<C extends grpc.Client>(ctor: ClientCtor<C>, address: string): C {
-  const key = `${ctor.name}@${address}`;
-  let c = clients.get(key);
+  let byAddress = clients.get(ctor as ClientCtor<grpc.Client>);
+  if (!byAddress) {
+    byAddress = new Map();
+    clients.set(ctor as ClientCtor<grpc.Client>, byAddress);
+  }
+  let c = byAddress.get(address);
   if (!c) {
     c = new ctor(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
-    clients.set(key, c);
+    byAddress.set(address, c);
   }
   return c as C;
 }
 
 /** closeClients closes every shared channel (at process stop). */
 export function closeClients(): void {
-  for (const c of clients.values()) c.close();
+  for (const byAddress of clients.values()) for (const c of byAddress.values()) c.close();
   clients.clear();
 }
 

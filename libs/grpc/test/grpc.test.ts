@@ -6,7 +6,7 @@ import { loadSync } from '@grpc/proto-loader';
 import { personaV1, ragV1 } from '@chat/contracts';
 import { AppError, Code } from '@chat/errors';
 import { configureLogger, getLogger } from '@chat/logger';
-import { serverStream, startGrpcServer, unary, wrapImplementation, type GrpcServer } from '../src/index.js';
+import { getClient, serverStream, startGrpcServer, unary, wrapImplementation, type GrpcServer } from '../src/index.js';
 
 configureLogger({ silent: true });
 const require = createRequire(import.meta.url);
@@ -165,5 +165,16 @@ describe('gRPC server and clients (libs/grpc)', () => {
       })(),
       (e: unknown) => e instanceof AppError && e.code === Code.ResourceExhausted && e.reason === 'rate_limited' && e.details.retry_after_s === 2,
     );
+  });
+
+  it('shares one client per generated client type and address, never one type for another', () => {
+    const address = '127.0.0.1:1';
+    const a = getClient(personaV1.PersonaServiceClient, address);
+    const b = getClient(ragV1.RagServiceClient, address);
+    // Every ts-proto client class is named the same; each type must still get its own client.
+    assert.ok(a instanceof personaV1.PersonaServiceClient);
+    assert.ok(b instanceof ragV1.RagServiceClient);
+    assert.equal(getClient(personaV1.PersonaServiceClient, address), a);
+    assert.notEqual(getClient(personaV1.PersonaServiceClient, '127.0.0.1:2'), a);
   });
 });
