@@ -1,36 +1,146 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { AppError } from '@chat/errors';
+import { personaV1 } from '@chat/contracts';
+import { AppError, Code, isAppError } from '@chat/errors';
+import { unary } from '@chat/grpc';
+import * as grpc from '@grpc/grpc-js';
 import type { ApiKeyEntry } from './config.js';
 
 const sha256 = (s: string | Buffer) => createHash('sha256').update(s).digest();
 
 /**
- * ApiKeyAuth maps an API key to its owner. Keys are kept only as SHA-256 digests and compared in
- * constant time (every configured key is compared, whatever matches first).
+ * KeyStore is where API keys (digests with an owner) and used ws_token nonces live, shared by every
+ * gateway replica: the persona service's chat.persona.v1.ApiKeyService (GrpcKeyStore), or a fake in
+ * tests. Unknown digests and foreign ids answer NOT_FOUND.
+ */
+export interface KeyStore {
+  authenticateApiKey(req: { digest: Buffer }): Promise<{ keyId: string; ownerId: string }>;
+  createApiKey(req: { ownerId: string; name: string }): Promise<personaV1.CreateApiKeyResponse>;
+  listApiKeys(req: { ownerId: string }): Promise<personaV1.ListApiKeysResponse>;
+  revokeApiKey(req: { ownerId: string; id: string }): Promise<personaV1.RevokeApiKeyResponse>;
+  consumeNonce(req: { nonce: string; expiresAt: Date }): Promise<{ firstUse: boolean }>;
+}
+
+const DEADLINE_MS = 5_000;
+
+/**
+ * GrpcKeyStore calls chat.persona.v1.ApiKeyService of the persona service. It owns its channel:
+ * @chat/grpc's getClient caches one client per constructor name and address, and every ts-proto
+ * client constructor has the same name, so on the persona service's address it would hand back
+ * the PersonaService client.
+ */
+export class GrpcKeyStore implements KeyStore {
+  private readonly c: personaV1.ApiKeyServiceClient;
+  constructor(address: string) {
+    this.c = new personaV1.ApiKeyServiceClient(address, grpc.credentials.createInsecure(), {
+      'grpc.keepalive_time_ms': 30_000,
+      'grpc.keepalive_timeout_ms': 10_000,
+      'grpc.enable_retries': 0,
+    });
+  }
+  /** close closes the channel. */
+  close(): void {
+    this.c.close();
+  }
+  authenticateApiKey(req: { digest: Buffer }) {
+    return unary('persona service', this.c.authenticateApiKey.bind(this.c), personaV1.AuthenticateApiKeyRequest.fromPartial(req), DEADLINE_MS);
+  }
+  createApiKey(req: { ownerId: string; name: string }) {
+    return unary('persona service', this.c.createApiKey.bind(this.c), personaV1.CreateApiKeyRequest.fromPartial(req), DEADLINE_MS);
+  }
+  listApiKeys(req: { ownerId: string }) {
+    return unary('persona service', this.c.listApiKeys.bind(this.c), personaV1.ListApiKeysRequest.fromPartial(req), DEADLINE_MS);
+  }
+  revokeApiKey(req: { ownerId: string; id: string }) {
+    return unary('persona service', this.c.revokeApiKey.bind(this.c), personaV1.RevokeApiKeyRequest.fromPartial(req), DEADLINE_MS);
+  }
+  consumeNonce(req: { nonce: string; expiresAt: Date }) {
+    return unary('persona service', this.c.consumeNonce.bind(this.c), personaV1.ConsumeNonceRequest.fromPartial(req), DEADLINE_MS);
+  }
+}
+
+/** Who a request is: the owner and the id of the key it used (`static:<n>` for API_KEYS / the dev key). */
+export interface Principal {
+  owner: string;
+  keyId: string;
+}
+
+export interface ApiKeyAuthOptions {
+  /** The shared key store; without it only the configured keys work. */
+  store?: KeyStore;
+  /** How long a key the store confirmed is trusted without asking again (default 30 s). */
+  cacheTtlMs?: number;
+  now?: () => number;
+}
+
+/** How long an unknown digest is remembered as unknown (bounds store lookups by a flood of bad keys). */
+const NEGATIVE_TTL_MS = 2_000;
+const CACHE_MAX = 10_000;
+
+/**
+ * ApiKeyAuth maps an API key to its owner. Configured keys (API_KEYS, the dev key) are kept only as
+ * SHA-256 digests and compared in constant time (every one is compared, whatever matches first);
+ * other keys are looked up by digest in the KeyStore, with a short positive cache (a key revoked
+ * through this gateway is dropped from its cache at once; on other replicas within cacheTtlMs).
  */
 export class ApiKeyAuth {
-  private readonly entries: Array<{ owner: string; digest: Buffer }>;
+  private readonly entries: Array<{ owner: string; digest: Buffer; keyId: string }>;
+  private readonly cache = new Map<string, { principal?: Principal; until: number }>();
+  private readonly now: () => number;
 
-  constructor(keys: readonly ApiKeyEntry[]) {
-    this.entries = keys.map((k) => ({ owner: k.owner, digest: sha256(k.key) }));
+  constructor(
+    keys: readonly ApiKeyEntry[],
+    private readonly options: ApiKeyAuthOptions = {},
+  ) {
+    this.entries = keys.map((k, i) => ({ owner: k.owner, digest: sha256(k.key), keyId: `static:${i + 1}` }));
+    this.now = options.now ?? Date.now;
   }
 
-  /** ownerOf returns the owner of a key, or undefined. */
-  ownerOf(key: string): string | undefined {
+  /** The shared key store, when there is one. */
+  get store(): KeyStore | undefined {
+    return this.options.store;
+  }
+
+  /** configuredOwnerOf returns the principal of a configured key, or undefined. */
+  private configured(digest: Buffer): Principal | undefined {
+    let found: Principal | undefined;
+    for (const e of this.entries) if (timingSafeEqual(e.digest, digest) && found === undefined) found = { owner: e.owner, keyId: e.keyId };
+    return found;
+  }
+
+  /** principalOf returns who a key is, or undefined for an unknown or revoked key. */
+  async principalOf(key: string): Promise<Principal | undefined> {
     const digest = sha256(key);
-    let owner: string | undefined;
-    for (const e of this.entries) if (timingSafeEqual(e.digest, digest) && owner === undefined) owner = e.owner;
-    return owner;
+    const configured = this.configured(digest);
+    if (configured || !this.options.store) return configured;
+    const hex = digest.toString('hex');
+    const now = this.now();
+    const hit = this.cache.get(hex);
+    if (hit && hit.until > now) return hit.principal;
+    let principal: Principal | undefined;
+    try {
+      const res = await this.options.store.authenticateApiKey({ digest });
+      principal = { owner: res.ownerId, keyId: res.keyId };
+    } catch (err) {
+      if (!(isAppError(err) && err.code === Code.NotFound)) throw AppError.unavailable('cannot check the API key right now; retry shortly', err);
+    }
+    if (this.cache.size >= CACHE_MAX) this.cache.delete(this.cache.keys().next().value!);
+    this.cache.set(hex, { principal, until: now + (principal ? (this.options.cacheTtlMs ?? 30_000) : NEGATIVE_TTL_MS) });
+    return principal;
   }
 
-  /** authenticate reads `Authorization: Bearer <key>` and returns the owner, or throws 401. */
-  authenticate(header: string | undefined): string {
+  /** forget drops a revoked key from this instance's cache. */
+  forget(keyId: string): void {
+    for (const [hex, e] of this.cache) if (e.principal?.keyId === keyId) this.cache.delete(hex);
+  }
+
+  /** authenticate reads `Authorization: Bearer <key>` and returns who it is, or throws 401 (503 when the store is down). */
+  async authenticate(header: string | undefined): Promise<Principal> {
     const m = /^Bearer[ ]+(\S{1,1024})\s*$/i.exec(header ?? '');
-    const owner = m ? this.ownerOf(m[1]!) : undefined;
-    if (!owner) throw AppError.unauthenticated(m ? 'invalid API key' : 'missing API key: send Authorization: Bearer <key>');
-    return owner;
+    const principal = m ? await this.principalOf(m[1]!) : undefined;
+    if (!principal) throw AppError.unauthenticated(m ? 'invalid API key' : 'missing API key: send Authorization: Bearer <key>');
+    return principal;
   }
 }
 
@@ -80,12 +190,13 @@ export interface WsTokenClaims {
 }
 
 /** Why a ws_token was refused (never sent in detail to clients). */
-export type WsTokenProblem = 'missing' | 'malformed' | 'forged' | 'expired' | 'reused' | 'other_session';
+export type WsTokenProblem = 'missing' | 'malformed' | 'forged' | 'expired' | 'reused' | 'other_session' | 'unavailable';
 
 /**
  * WsTokens issues and checks WebSocket tokens: base64url(JSON claims) "." base64url(HMAC-SHA256),
- * valid for ttlMs, bound to one owner and session, and single-use (nonces are remembered until
- * they expire). With a random secret, tokens only work on the gateway process that issued them.
+ * valid for ttlMs (at most 60 s), bound to one owner and session, and single-use: the nonce is
+ * recorded in the KeyStore (shared by every replica, so a token cannot be replayed on another
+ * gateway) and in a local set. With a random secret, tokens only work on the issuing process.
  */
 export class WsTokens {
   private readonly secret: Buffer;
@@ -95,7 +206,9 @@ export class WsTokens {
     secret: string | undefined,
     private readonly ttlMs = 60_000,
     private readonly now: () => number = Date.now,
+    private readonly store?: Pick<KeyStore, 'consumeNonce'>,
   ) {
+    if (!(ttlMs > 0 && ttlMs <= 60_000)) throw new Error('a ws_token lives at most 60 s');
     this.secret = secret ? Buffer.from(secret) : randomBytes(32);
   }
 
@@ -106,7 +219,7 @@ export class WsTokens {
   }
 
   /** verify checks a token for a session and consumes it; returns the claims or the problem. */
-  verify(token: string | undefined | null, session: string): { ok: true; claims: WsTokenClaims } | { ok: false; problem: WsTokenProblem } {
+  async verify(token: string | undefined | null, session: string): Promise<{ ok: true; claims: WsTokenClaims } | { ok: false; problem: WsTokenProblem }> {
     if (!token) return { ok: false, problem: 'missing' };
     const parts = token.split('.');
     if (parts.length !== 2 || token.length > 2048) return { ok: false, problem: 'malformed' };
@@ -129,6 +242,15 @@ export class WsTokens {
     if (claims.session !== session) return { ok: false, problem: 'other_session' };
     if (this.used.has(claims.nonce)) return { ok: false, problem: 'reused' };
     this.used.set(claims.nonce, claims.exp);
+    if (this.store) {
+      try {
+        const { firstUse } = await this.store.consumeNonce({ nonce: claims.nonce, expiresAt: new Date(claims.exp) });
+        if (!firstUse) return { ok: false, problem: 'reused' };
+      } catch {
+        // Fail closed: without the shared record the token might be a replay. It stays consumed here.
+        return { ok: false, problem: 'unavailable' };
+      }
+    }
     return { ok: true, claims };
   }
 

@@ -32,6 +32,23 @@ const apiKeyList = () =>
     return out;
   });
 
+/** originList parses `scheme://host[:port]` entries separated by commas, or `*`. */
+const originList = () =>
+  z.string().transform((value, ctx): string[] => {
+    const out = value.split(',').map((o) => o.trim()).filter(Boolean);
+    for (const o of out) {
+      if (o !== '*' && !/^https?:\/\/[A-Za-z0-9.-]+(:\d{1,5})?$|^https?:\/\/\[[0-9a-fA-F:.]+\](:\d{1,5})?$/.test(o)) {
+        ctx.addIssue({ code: 'custom', message: `"${o}" must be an origin like https://app.example.com (scheme://host[:port], no path) or *` });
+        return z.NEVER;
+      }
+    }
+    if (out.length === 0) {
+      ctx.addIssue({ code: 'custom', message: 'must list at least one origin' });
+      return z.NEVER;
+    }
+    return out.map((o) => o.toLowerCase());
+  });
+
 /** The gateway's configuration slice. */
 export const gatewayConfig = defineConfig({
   /** Where the public HTTP + WebSocket API listens; port 0 picks a free port. */
@@ -49,6 +66,27 @@ export const gatewayConfig = defineConfig({
   DATA_DIR: z.string().default('.data'),
   /** Largest accepted request body; larger bodies answer 413 too_large. */
   MAX_BODY_BYTES: env.positiveInt().default(1024 * 1024),
+  /** How long a key confirmed by the key store is trusted without asking it again (revocation delay on other replicas). */
+  API_KEY_CACHE_TTL_MS: env.millis().default(30_000),
+  /** Per-API-key token bucket: requests per minute, and the burst. */
+  RATE_LIMIT_KEY_PER_MINUTE: env.positiveInt().default(600),
+  RATE_LIMIT_KEY_BURST: env.positiveInt().default(100),
+  /** Per-session token bucket (message sends over REST and every WebSocket frame): per minute, and the burst. */
+  RATE_LIMIT_SESSION_PER_MINUTE: env.positiveInt().default(120),
+  RATE_LIMIT_SESSION_BURST: env.positiveInt().default(40),
+  /** Concurrent streams (WebSocket connections, streamed completions) one owner may hold on one gateway. */
+  MAX_STREAMS_PER_OWNER: env.positiveInt().default(20),
+  /**
+   * Origins allowed to open WebSockets (`https://app.example.com,http://localhost:3000`; `*` = any).
+   * Unset: any Origin (embedded default). Requests without an Origin header (non-browser clients) are always allowed.
+   */
+  WS_ALLOWED_ORIGINS: originList().optional(),
+  /** Owners allowed to use /api/admin (dead letters: list, replay), `owner,owner`. Unset: nobody. */
+  ADMIN_OWNERS: z
+    .string()
+    .transform((v) => v.split(',').map((o) => o.trim()).filter(Boolean))
+    .refine((owners) => owners.length > 0 && owners.every((o) => OWNER.test(o)), 'must be a comma-separated list of owners ([A-Za-z0-9_.@-], at most 100 each)')
+    .optional(),
 });
 
 /** parseListen splits `host:port` (IPv6 in brackets) into its parts. */

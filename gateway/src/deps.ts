@@ -1,6 +1,8 @@
 import type { personaV1, ragV1, schedulerV1, sessionV1 } from '@chat/contracts';
 import type { Logger } from '@chat/logger';
+import type { FastifyInstance } from 'fastify';
 import type { ApiKeyAuth, WsTokens } from './auth.js';
+import type { GatewayLimits } from './limits.js';
 
 /*
  * The slices of the service clients the gateway calls. The real clients of @chat/clients satisfy
@@ -27,12 +29,19 @@ export interface SessionApi {
   sendMessage(req: sessionV1.DeepPartial<sessionV1.SendMessageRequest>): Promise<sessionV1.SendMessageResponse>;
   listSessions(req: sessionV1.DeepPartial<sessionV1.ListSessionsRequest>): Promise<sessionV1.ListSessionsResponse>;
   deleteSession(req: sessionV1.DeepPartial<sessionV1.DeleteSessionRequest>): Promise<sessionV1.DeleteSessionResponse>;
+  /** The stored reply events after a seq (WebSocket/Connect resume beyond the local buffer); optional for fakes. */
+  listReplyEvents?(req: sessionV1.DeepPartial<sessionV1.ListReplyEventsRequest>): Promise<sessionV1.ListReplyEventsResponse>;
 }
 
 export interface RagApi {
   ingestText(req: ragV1.DeepPartial<ragV1.IngestTextRequest>): Promise<ragV1.IngestTextResponse>;
+  ingestUrl(req: ragV1.DeepPartial<ragV1.IngestUrlRequest>): Promise<ragV1.IngestUrlResponse>;
   getIngestJob(req: ragV1.DeepPartial<ragV1.GetIngestJobRequest>): Promise<ragV1.GetIngestJobResponse>;
   retrieveDocuments(req: ragV1.DeepPartial<ragV1.RetrieveDocumentsRequest>): Promise<ragV1.RetrieveDocumentsResponse>;
+  getKnowledge(req: ragV1.DeepPartial<ragV1.GetKnowledgeRequest>): Promise<ragV1.GetKnowledgeResponse>;
+  deleteKnowledgeSource(req: ragV1.DeepPartial<ragV1.DeleteKnowledgeSourceRequest>): Promise<ragV1.DeleteKnowledgeSourceResponse>;
+  purgeKnowledge(req: ragV1.DeepPartial<ragV1.PurgeKnowledgeRequest>): Promise<ragV1.PurgeKnowledgeResponse>;
+  reembedKnowledge(req: ragV1.DeepPartial<ragV1.ReembedKnowledgeRequest>): Promise<ragV1.ReembedKnowledgeResponse>;
 }
 
 export interface SchedulerApi {
@@ -54,4 +63,13 @@ export interface GatewayDeps {
   heartbeatMs?: number;
   /** bufferedAmount above which a slow WebSocket is closed with 1013 (default 1 MiB). */
   maxBufferedBytes?: number;
+  /** Rate limits and the per-owner stream cap (default: GatewayLimits' defaults). */
+  limits?: GatewayLimits;
+  /** Origins allowed to open WebSockets (lower case; `*` = any). Unset: any. No Origin header: always allowed. */
+  allowedOrigins?: readonly string[];
+  /**
+   * Called with the app after every route is declared and before it is ready: tests use it to add
+   * hooks (e.g. the check of every response against the OpenAPI document, see test/harness.ts).
+   */
+  decorate?: (app: FastifyInstance) => void;
 }

@@ -5,13 +5,21 @@ import { newTraceId, withContext } from '@chat/logger';
 import { METRICS_CONTENT_TYPE, renderMetrics } from '@chat/metrics';
 import type { WebSocketServer } from 'ws';
 import type { GatewayDeps } from './deps.js';
-import { setOwner } from './routes/util.js';
+import { setKeyId, setOwner } from './routes/util.js';
+import { GatewayLimits } from './limits.js';
+import { installOpenApi, RouteRegistry } from './openapi/index.js';
+import { ErrorBody, obj } from './schemas.js';
+import { apiKeyRoutes } from './routes/api-keys.js';
+import { adminRoutes } from './routes/admin.js';
 import { toHttpAppError } from './errors.js';
 import { apiProfileRoutes } from './routes/api-profiles.js';
+import { knowledgeRoutes } from './routes/knowledge.js';
 import { personaRoutes } from './routes/personas.js';
 import { sessionRoutes } from './routes/sessions.js';
 import { SocketHub } from './ws/hub.js';
 import { attachWebSocket } from './ws/upgrade.js';
+import { openaiRoutes } from './openai/routes.js';
+import { attachConnect } from './connect/mount.js';
 
 
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
@@ -39,11 +47,39 @@ function drain(req: NodeJS.ReadableStream): Promise<void> {
 }
 
 /**
+ * installApiGuards makes a scope (a registered plugin: /api, /v1, …) authenticated and limited:
+ * every route in it is documented with bearer security, and every request first needs a valid
+ * API key (401; the owner is then `ownerOf(req)`), passes the key's rate limit (429 with
+ * Retry-After) and declares a body within MAX_BODY_BYTES (413). Call it first inside the scope.
+ */
+export function installApiGuards(scope: FastifyInstance, deps: GatewayDeps, maxBodyBytes = deps.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES): void {
+  scope.addHook('onRoute', (route) => {
+    route.schema = { ...route.schema, security: (route.schema as { security?: unknown } | undefined)?.security ?? [{ bearer: [] }] } as typeof route.schema;
+  });
+  scope.addHook('onRequest', async (req, reply) => {
+    const principal = await deps.auth.authenticate(req.headers.authorization);
+    setOwner(req, principal.owner);
+    setKeyId(req, principal.keyId);
+    deps.limits?.perKey.check(principal.keyId, 'API key');
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > maxBodyBytes) {
+      // Only after auth: read and drop a moderately oversized body before answering 413, or a
+      // client still writing it sees a broken pipe instead of the answer. Beyond the bound, close.
+      if (declared <= DRAIN_LIMIT_BYTES) await drain(req.raw);
+      else reply.header('connection', 'close');
+      throw AppError.tooLarge(`the request body is larger than ${maxBodyBytes} bytes`, maxBodyBytes);
+    }
+  });
+}
+
+/**
  * buildApp makes the public REST + WebSocket API over the given service clients (real or fake).
  * Every error — validation, body parsing, services, bugs — is rendered by one error handler as
  * `{"error":{"code","message","details"}}` with httpStatus/errorBody of @chat/errors.
  */
-export function buildApp(deps: GatewayDeps): Gateway {
+export function buildApp(given: GatewayDeps): Gateway {
+  const deps: GatewayDeps = { ...given, limits: given.limits ?? new GatewayLimits() };
+  const limits = deps.limits!;
   const maxBodyBytes = deps.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const { logger } = deps;
   let ready = false;
@@ -69,6 +105,12 @@ export function buildApp(deps: GatewayDeps): Gateway {
     // Reject unknown fields and wrong types instead of silently dropping or coercing them.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
   });
+
+  // Every route is recorded as it is declared: GET /openapi.json is built from these records (see
+  // the comment at the top of schemas.ts). This must stay the first thing added to the app.
+  const registry = new RouteRegistry().attach(app);
+  // Response schemas document (and the tests check) what a route answers; they never filter it.
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
 
   // Only JSON bodies. An empty body is "no body" (for body-less POSTs sent with a JSON content type);
   // routes that need one reject it in validation. Prototype poisoning is refused.
@@ -108,6 +150,8 @@ export function buildApp(deps: GatewayDeps): Gateway {
       logger.error('request failed', { method: req.method, route: req.routeOptions.url ?? 'unmatched', request_id: req.id, status, err: appErr.cause ?? appErr });
     }
     if (status === 401) reply.header('www-authenticate', 'Bearer');
+    const retryAfter = (appErr.details as { retry_after_seconds?: unknown } | undefined)?.retry_after_seconds;
+    if (status === 429 && typeof retryAfter === 'number') reply.header('retry-after', String(retryAfter));
     return reply.code(status).send(errorBody(appErr));
   });
 
@@ -116,35 +160,37 @@ export function buildApp(deps: GatewayDeps): Gateway {
     return reply.code(404).send(errorBody(new AppError(Code.NotFound, `no route ${req.method} ${path}`, { reason: 'not_found', details: { method: req.method, path } })));
   });
 
-  app.get('/healthz', async () => ({ status: 'ok' }));
+  installOpenApi(app, registry);
+  app.get('/healthz', { schema: { tags: ['service'], summary: 'Liveness', response: { 200: obj('Health', { status: { const: 'ok' } }) } } }, async () => ({ status: 'ok' }));
   // Prometheus text exposition of this process's metrics (every component running in it); no auth,
   // like /healthz: bind the gateway (or firewall /metrics) accordingly.
-  app.get('/metrics', async (_req, reply) => reply.type(METRICS_CONTENT_TYPE).send(await renderMetrics()));
-  app.get('/readyz', async (_req, reply) => {
-    if (!ready || !accepting) return reply.code(503).send(errorBody(AppError.unavailable('not ready')));
-    return { status: 'ready' };
-  });
+  app.get(
+    '/metrics',
+    { schema: { tags: ['service'], summary: 'Prometheus metrics of this process', response: { 200: { description: 'Prometheus text format 0.0.4', content: { 'text/plain': { schema: { type: 'string' } } } } } } },
+    async (_req, reply) => reply.type(METRICS_CONTENT_TYPE).send(await renderMetrics()),
+  );
+  app.get(
+    '/readyz',
+    { schema: { tags: ['service'], summary: 'Readiness (503 while starting or draining)', response: { 200: obj('Ready', { status: { const: 'ready' } }), 503: ErrorBody } } },
+    async (_req, reply) => {
+      if (!ready || !accepting) return reply.code(503).send(errorBody(AppError.unavailable('not ready')));
+      return { status: 'ready' };
+    },
+  );
 
   void app.register(
     async (api) => {
-      api.addHook('onRequest', async (req, reply) => {
-        setOwner(req, deps.auth.authenticate(req.headers.authorization));
-        const declared = Number(req.headers['content-length'] ?? 0);
-        if (declared > maxBodyBytes) {
-          // Only after auth: read and drop a moderately oversized body before answering 413, or a
-          // client still writing it sees a broken pipe instead of the answer. Beyond the bound, close.
-          if (declared <= DRAIN_LIMIT_BYTES) await drain(req.raw);
-          else reply.header('connection', 'close');
-          throw AppError.tooLarge(`the request body is larger than ${maxBodyBytes} bytes`, maxBodyBytes);
-        }
-      });
+      installApiGuards(api, deps, maxBodyBytes);
       // Routes without query parameters refuse any (a query is never silently ignored).
       api.addHook('onRoute', (route) => {
         route.schema = { ...route.schema, querystring: route.schema?.querystring ?? { type: 'object', additionalProperties: false, properties: {} } };
       });
       personaRoutes(api, deps);
+      knowledgeRoutes(api, deps);
       apiProfileRoutes(api, deps);
       sessionRoutes(api, deps);
+      apiKeyRoutes(api, deps);
+      adminRoutes(api, deps);
     },
     { prefix: '/api' },
   );
@@ -161,7 +207,13 @@ export function buildApp(deps: GatewayDeps): Gateway {
     hub,
     logger,
     accepting: () => accepting,
+    limits,
+    allowedOrigins: deps.allowedOrigins,
   });
+  void app.register(async (v1) => openaiRoutes(v1, deps, hub), { prefix: '/v1' });
+  attachConnect(app, deps, hub, () => accepting);
+  // Last: test hooks (e.g. the OpenAPI response check) see every route.
+  deps.decorate?.(app);
 
   return {
     app,

@@ -10,6 +10,7 @@ import { ApiKeyAuth, loadOrCreateDevKey, WsTokens } from '../src/auth.js';
 import { gatewayConfig, parseListen } from '../src/config.js';
 import { gatewayModule, type GatewayValue } from '../src/index.js';
 import { captureLogs, Clock, tick } from './harness.js';
+import { FakeKeyStore } from './fakes.js';
 
 describe('gateway auth and configuration', () => {
   describe('API keys', () => {
@@ -18,47 +19,63 @@ describe('gateway auth and configuration', () => {
       { owner: 'bob', key: 'bob-key-1234567' },
     ]);
 
-    it('maps a bearer key to its owner', () => {
-      assert.equal(auth.authenticate('Bearer alice-key-123456'), 'alice');
-      assert.equal(auth.authenticate('bearer bob-key-1234567'), 'bob');
+    it('maps a bearer key to its owner and key id', async () => {
+      assert.deepEqual(await auth.authenticate('Bearer alice-key-123456'), { owner: 'alice', keyId: 'static:1' });
+      assert.deepEqual(await auth.authenticate('bearer bob-key-1234567'), { owner: 'bob', keyId: 'static:2' });
     });
 
-    it('refuses a missing, empty, unknown or prefixed key as unauthenticated', () => {
+    it('refuses a missing, empty, unknown or prefixed key as unauthenticated', async () => {
       for (const header of [undefined, '', 'Bearer', 'Bearer ', 'Bearer alice-key-1234567', 'Token alice-key-123456', 'Bearer alice-key-123456 extra']) {
-        assert.throws(() => auth.authenticate(header), (err: any) => err.reason === 'unauthenticated', String(header));
+        await assert.rejects(auth.authenticate(header), (err: any) => err.reason === 'unauthenticated', String(header));
       }
     });
   });
 
   describe('ws tokens', () => {
-    it('verify once for their session and owner', () => {
+    it('verify once for their session and owner', async () => {
       const tokens = new WsTokens('s'.repeat(32));
       const { token } = tokens.issue('alice', 'ses_1');
-      const first = tokens.verify(token, 'ses_1');
+      const first = await tokens.verify(token, 'ses_1');
       assert.ok(first.ok);
       assert.equal(first.claims.owner, 'alice');
-      assert.deepEqual(tokens.verify(token, 'ses_1'), { ok: false, problem: 'reused' });
+      assert.deepEqual(await tokens.verify(token, 'ses_1'), { ok: false, problem: 'reused' });
     });
 
-    it('refuse missing, malformed, forged, expired and other-session tokens', () => {
+    it('refuse missing, malformed, forged, expired and other-session tokens', async () => {
       const clock = new Clock();
       const tokens = new WsTokens('s'.repeat(32), 60_000, clock.now);
-      assert.deepEqual(tokens.verify(undefined, 'x'), { ok: false, problem: 'missing' });
-      assert.deepEqual(tokens.verify('nodot', 'x'), { ok: false, problem: 'malformed' });
+      assert.deepEqual(await tokens.verify(undefined, 'x'), { ok: false, problem: 'missing' });
+      assert.deepEqual(await tokens.verify('nodot', 'x'), { ok: false, problem: 'malformed' });
       const foreign = new WsTokens('t'.repeat(32)).issue('alice', 'x').token;
-      assert.deepEqual(tokens.verify(foreign, 'x'), { ok: false, problem: 'forged' });
+      assert.deepEqual(await tokens.verify(foreign, 'x'), { ok: false, problem: 'forged' });
       const { token } = tokens.issue('alice', 'x');
-      assert.deepEqual(tokens.verify(token, 'y'), { ok: false, problem: 'other_session' });
+      assert.deepEqual(await tokens.verify(token, 'y'), { ok: false, problem: 'other_session' });
       clock.t += 60_001;
-      assert.deepEqual(tokens.verify(token, 'x'), { ok: false, problem: 'expired' });
+      assert.deepEqual(await tokens.verify(token, 'x'), { ok: false, problem: 'expired' });
     });
 
-    it('with a random secret only work on the instance that issued them', () => {
+    it('with a random secret only work on the instance that issued them', async () => {
       const a = new WsTokens(undefined);
       const b = new WsTokens(undefined);
       const { token } = a.issue('alice', 'x');
-      assert.deepEqual(b.verify(token, 'x'), { ok: false, problem: 'forged' });
-      assert.ok(a.verify(token, 'x').ok);
+      assert.deepEqual(await b.verify(token, 'x'), { ok: false, problem: 'forged' });
+      assert.ok((await a.verify(token, 'x')).ok);
+    });
+
+    it('are single use across gateway instances sharing a nonce store, and fail closed when it is down', async () => {
+      const store = new FakeKeyStore();
+      const secret = 's'.repeat(32);
+      const a = new WsTokens(secret, 60_000, Date.now, store);
+      const b = new WsTokens(secret, 60_000, Date.now, store);
+      const { token } = a.issue('alice', 'x');
+      assert.ok((await b.verify(token, 'x')).ok, 'the first use, on instance b');
+      assert.deepEqual(await a.verify(token, 'x'), { ok: false, problem: 'reused' }, 'replayed on instance a');
+      store.down = true;
+      assert.deepEqual(await a.verify(a.issue('alice', 'x').token, 'x'), { ok: false, problem: 'unavailable' });
+    });
+
+    it('never live longer than 60 seconds', () => {
+      assert.throws(() => new WsTokens('s'.repeat(32), 60_001), /60 s/);
     });
   });
 
@@ -98,6 +115,23 @@ describe('gateway auth and configuration', () => {
       assert.equal(cfg.DEV_API_KEY_FILE, undefined);
       assert.equal(cfg.DATA_DIR, '.data');
       assert.equal(cfg.MAX_BODY_BYTES, 1024 * 1024);
+      assert.equal(cfg.API_KEY_CACHE_TTL_MS, 30_000);
+      assert.equal(cfg.RATE_LIMIT_KEY_PER_MINUTE, 600);
+      assert.equal(cfg.RATE_LIMIT_KEY_BURST, 100);
+      assert.equal(cfg.RATE_LIMIT_SESSION_PER_MINUTE, 120);
+      assert.equal(cfg.RATE_LIMIT_SESSION_BURST, 40);
+      assert.equal(cfg.MAX_STREAMS_PER_OWNER, 20);
+      assert.equal(cfg.WS_ALLOWED_ORIGINS, undefined);
+    });
+
+    it('parses WS_ALLOWED_ORIGINS and rejects entries that are not origins', () => {
+      const cfg = loadConfig([gatewayConfig], { WS_ALLOWED_ORIGINS: 'https://App.example.com, http://localhost:3000' }).get(gatewayConfig)!;
+      assert.deepEqual(cfg.WS_ALLOWED_ORIGINS, ['https://app.example.com', 'http://localhost:3000']);
+      assert.deepEqual(loadConfig([gatewayConfig], { WS_ALLOWED_ORIGINS: '*' }).get(gatewayConfig)!.WS_ALLOWED_ORIGINS, ['*']);
+      for (const bad of ['https://app.example.com/path', 'app.example.com', 'ftp://x']) {
+        assert.throws(() => loadConfig([gatewayConfig], { WS_ALLOWED_ORIGINS: bad }), (e: unknown) => e instanceof ConfigError && e.problems[0]!.variable === 'WS_ALLOWED_ORIGINS', bad);
+      }
+      assert.throws(() => loadConfig([gatewayConfig], { RATE_LIMIT_KEY_PER_MINUTE: '0' }), ConfigError);
     });
 
     it('parses API_KEYS as owner:key pairs', () => {
@@ -156,8 +190,11 @@ describe('gateway auth and configuration', () => {
         assert.match(url, /^http:\/\/127\.0\.0\.1:\d+$/);
         assert.equal((await fetch(`${url}/readyz`)).status, 200);
         const key = (await readFile(file, 'utf8')).trim();
+        // The key store (persona service) is unreachable: a key that is not the dev key cannot be
+        // checked, so it answers 503, never 200; the dev key itself is checked in memory.
         const res = await fetch(`${url}/api/personas/p1`, { headers: { authorization: 'Bearer wrong-key-123' } });
-        assert.equal(res.status, 401);
+        assert.equal(res.status, 503);
+        assert.equal((await fetch(`${url}/api/personas/p1`)).status, 401);
         await tick();
         assert.equal(logs.lines.filter((l) => l.includes(key)).length, 0, 'the key never appears in logs');
         assert.equal(logs.lines.filter((l) => l.includes(file) && l.includes('created')).length, 1, 'the first start names the key file');

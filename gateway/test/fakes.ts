@@ -1,5 +1,7 @@
-import { ragV1, schedulerV1, sessionV1 } from '@chat/contracts';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { personaV1, ragV1, schedulerV1, sessionV1 } from '@chat/contracts';
 import { AppError } from '@chat/errors';
+import type { KeyStore } from '../src/auth.js';
 import type { RagApi, SchedulerApi, SessionApi } from '../src/deps.js';
 
 /*
@@ -104,6 +106,16 @@ export class FakeRag implements RagApi {
     return { jobId: job.id };
   }
 
+  readonly urls: ragV1.IngestUrlRequest[] = [];
+
+  async ingestUrl(req: ragV1.DeepPartial<ragV1.IngestUrlRequest>): Promise<ragV1.IngestUrlResponse> {
+    const full = ragV1.IngestUrlRequest.fromPartial(req);
+    this.urls.push(full);
+    const job = ragV1.IngestJob.fromPartial({ id: nextId('job'), personaId: full.personaId, status: ragV1.JobStatus.JOB_STATUS_QUEUED });
+    this.jobs.set(job.id, { owner: full.ownerId, job });
+    return { jobId: job.id };
+  }
+
   async getIngestJob(req: ragV1.DeepPartial<ragV1.GetIngestJobRequest>): Promise<ragV1.GetIngestJobResponse> {
     const j = this.jobs.get(req.jobId ?? '');
     if (!j || j.owner !== req.ownerId) throw AppError.notFound('ingest job', req.jobId ?? '');
@@ -113,9 +125,47 @@ export class FakeRag implements RagApi {
   async retrieveDocuments(req: ragV1.DeepPartial<ragV1.RetrieveDocumentsRequest>): Promise<ragV1.RetrieveDocumentsResponse> {
     const full = ragV1.RetrieveDocumentsRequest.fromPartial(req);
     this.retrieved.push(full);
-    return {
+    return ragV1.RetrieveDocumentsResponse.fromPartial({
       documents: [ragV1.Document.fromPartial({ chunkId: 'chunk_1', sourceId: 'src_1', title: 'Notes', url: '', text: `about ${full.query}`, score: 0.9 })],
+    });
+  }
+  // Knowledge management: one in-memory source list per persona (key owner/persona).
+  readonly knowledge = new Map<string, ragV1.KnowledgeSource[]>();
+  readonly purged: string[] = [];
+
+  async getKnowledge(req: ragV1.DeepPartial<ragV1.GetKnowledgeRequest>): Promise<ragV1.GetKnowledgeResponse> {
+    const sources = this.knowledge.get(`${req.ownerId}/${req.personaId}`) ?? [];
+    return {
+      stats: ragV1.KnowledgeStats.fromPartial({
+        sources: sources.length,
+        chunks: sources.reduce((n, s) => n + s.chunks, 0),
+        bytes: sources.reduce((n, s) => n + s.bytes, 0),
+        embeddingModel: sources.length ? 'local-hash-384' : '',
+        embeddingDimensions: sources.length ? 384 : 0,
+        configuredEmbeddingModel: 'local-hash-384',
+      }),
+      sources,
     };
+  }
+
+  async deleteKnowledgeSource(req: ragV1.DeepPartial<ragV1.DeleteKnowledgeSourceRequest>): Promise<ragV1.DeleteKnowledgeSourceResponse> {
+    const key = `${req.ownerId}/${req.personaId}`;
+    const sources = this.knowledge.get(key) ?? [];
+    if (!sources.some((s) => s.id === req.sourceId)) throw AppError.notFound('source', req.sourceId ?? '');
+    this.knowledge.set(key, sources.filter((s) => s.id !== req.sourceId));
+    return {};
+  }
+
+  async purgeKnowledge(req: ragV1.DeepPartial<ragV1.PurgeKnowledgeRequest>): Promise<ragV1.PurgeKnowledgeResponse> {
+    this.knowledge.delete(`${req.ownerId}/${req.personaId}`);
+    this.purged.push(req.personaId ?? '');
+    return {};
+  }
+
+  async reembedKnowledge(req: ragV1.DeepPartial<ragV1.ReembedKnowledgeRequest>): Promise<ragV1.ReembedKnowledgeResponse> {
+    const job = ragV1.IngestJob.fromPartial({ id: nextId('job'), personaId: req.personaId ?? '', status: ragV1.JobStatus.JOB_STATUS_QUEUED });
+    this.jobs.set(job.id, { owner: req.ownerId ?? '', job });
+    return { jobId: job.id };
   }
 }
 
@@ -124,5 +174,58 @@ export class FakeScheduler implements SchedulerApi {
   async cancelReply(req: schedulerV1.DeepPartial<schedulerV1.CancelReplyRequest>): Promise<schedulerV1.CancelReplyResponse> {
     this.cancelled.push(schedulerV1.CancelReplyRequest.fromPartial(req));
     return { cancelled: true };
+  }
+}
+
+/**
+ * An in-memory key store with the persona service's semantics (digests only, owner-checked,
+ * NOT_FOUND for unknown digests and foreign ids, nonces recorded once). `down` makes every call
+ * fail UNAVAILABLE; `lookups` counts digest lookups (to see the cache work).
+ */
+export class FakeKeyStore implements KeyStore {
+  readonly keys = new Map<string, { key: personaV1.ApiKey; digest: string }>();
+  readonly nonces = new Map<string, Date>();
+  down = false;
+  lookups = 0;
+
+  private up(): void {
+    if (this.down) throw AppError.unavailable('persona service unavailable');
+  }
+
+  async authenticateApiKey(req: { digest: Buffer }) {
+    this.up();
+    this.lookups++;
+    const hex = Buffer.from(req.digest).toString('hex');
+    const hit = [...this.keys.values()].find((k) => k.digest === hex && !k.key.revokedAt);
+    if (!hit) throw AppError.notFound('api key', '(digest)');
+    return { keyId: hit.key.id, ownerId: hit.key.ownerId };
+  }
+
+  async createApiKey(req: { ownerId: string; name: string }) {
+    this.up();
+    const secret = `pk_${randomBytes(32).toString('base64url')}`;
+    const key = personaV1.ApiKey.fromPartial({ id: randomUUID(), ownerId: req.ownerId, name: req.name, prefix: secret.slice(0, 8), createdAt: new Date() });
+    this.keys.set(key.id, { key, digest: createHash('sha256').update(secret).digest('hex') });
+    return { apiKey: key, secret };
+  }
+
+  async listApiKeys(req: { ownerId: string }) {
+    this.up();
+    return { apiKeys: [...this.keys.values()].filter((k) => k.key.ownerId === req.ownerId).map((k) => k.key).reverse() };
+  }
+
+  async revokeApiKey(req: { ownerId: string; id: string }) {
+    this.up();
+    const k = this.keys.get(req.id);
+    if (!k || k.key.ownerId !== req.ownerId) throw AppError.notFound('api key', req.id);
+    k.key = { ...k.key, revokedAt: k.key.revokedAt ?? new Date() };
+    return { apiKey: k.key };
+  }
+
+  async consumeNonce(req: { nonce: string; expiresAt: Date }) {
+    this.up();
+    if (this.nonces.has(req.nonce)) return { firstUse: false };
+    this.nonces.set(req.nonce, req.expiresAt);
+    return { firstUse: true };
   }
 }

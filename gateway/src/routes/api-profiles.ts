@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { personaV1 } from '@chat/contracts';
 import type { GatewayDeps } from '../deps.js';
-import { params, queryInt } from '../schemas.js';
+import { ApiProfile, ApiProfileList, noContent, params, queryInt } from '../schemas.js';
 import { intParam, ownerOf } from './util.js';
 
 /** nullable lets a JSON Schema also accept null (a merge-patch "reset this field"). */
@@ -95,6 +95,9 @@ export function apiProfileRoutes(app: FastifyInstance, deps: GatewayDeps): void 
     {
       schema: {
         body: { type: 'object', required: ['name', 'provider', 'base_url', 'model'], additionalProperties: false, properties: profileFields },
+        tags: ['api_profiles'],
+        summary: 'Create an LLM endpoint profile (api_key is write-only)',
+        response: { 201: ApiProfile },
       },
     },
     async (req, reply) => {
@@ -119,6 +122,9 @@ export function apiProfileRoutes(app: FastifyInstance, deps: GatewayDeps): void 
     {
       schema: {
         querystring: { type: 'object', additionalProperties: false, properties: { page_size: queryInt(200), page_token: { type: 'string', maxLength: 500 } } },
+        tags: ['api_profiles'],
+        summary: 'List the owner’s API profiles',
+        response: { 200: ApiProfileList },
       },
     },
     async (req) => {
@@ -128,7 +134,7 @@ export function apiProfileRoutes(app: FastifyInstance, deps: GatewayDeps): void 
     },
   );
 
-  app.get('/api_profiles/:id', { schema: { params: params('id') } }, async (req) => {
+  app.get('/api_profiles/:id', { schema: { tags: ['api_profiles'], summary: 'One API profile', params: params('id'), response: { 200: ApiProfile } } }, async (req) => {
     const { id } = req.params as { id: string };
     return profileToJson((await deps.persona.getApiProfile({ ownerId: ownerOf(req), id })).profile);
   });
@@ -150,6 +156,9 @@ export function apiProfileRoutes(app: FastifyInstance, deps: GatewayDeps): void 
             limits: nullable({ ...limits, properties: { max_concurrent_generations: nullable(limits.properties.max_concurrent_generations), requests_per_minute: nullable(limits.properties.requests_per_minute) } }),
           },
         },
+        tags: ['api_profiles'],
+        summary: 'Change an API profile (JSON merge patch; null removes api_key, embedding fields or limits)',
+        response: { 200: ApiProfile },
       },
     },
     async (req) => {
@@ -179,7 +188,7 @@ export function apiProfileRoutes(app: FastifyInstance, deps: GatewayDeps): void 
     },
   );
 
-  app.delete('/api_profiles/:id', { schema: { params: params('id') } }, async (req, reply) => {
+  app.delete('/api_profiles/:id', { schema: { tags: ['api_profiles'], summary: 'Delete an API profile (409 profile_in_use while personas name it)', params: params('id'), response: { 204: noContent } } }, async (req, reply) => {
     const { id } = req.params as { id: string };
     await deps.persona.deleteApiProfile({ ownerId: ownerOf(req), id });
     return reply.code(204).send();

@@ -2,8 +2,8 @@ import type { FastifyInstance } from 'fastify';
 import { ragV1 } from '@chat/contracts';
 import { AppError } from '@chat/errors';
 import type { GatewayDeps } from '../deps.js';
-import { documentToJson, jobToJson, personaToJson, settingsFromJson, type SettingsJson } from '../json.js';
-import { params, queryInt, settings } from '../schemas.js';
+import { jobToJson, personaToJson, settingsFromJson, type SettingsJson } from '../json.js';
+import { IngestJob, JobAccepted, noContent, params, Persona, PersonaList, queryInt, settings } from '../schemas.js';
 import { nullable } from './api-profiles.js';
 import { intParam, ownerOf } from './util.js';
 
@@ -43,6 +43,9 @@ export function personaRoutes(app: FastifyInstance, deps: GatewayDeps): void {
             settings,
           },
         },
+        tags: ['personas'],
+        summary: 'Create a persona (its background becomes knowledge, never prompt text)',
+        response: { 201: Persona },
       },
     },
     async (req, reply) => {
@@ -68,6 +71,9 @@ export function personaRoutes(app: FastifyInstance, deps: GatewayDeps): void {
           additionalProperties: false,
           properties: { page_size: queryInt(200), page_token: { type: 'string', maxLength: 500 } },
         },
+        tags: ['personas'],
+        summary: 'List the owner’s personas, newest first',
+        response: { 200: PersonaList },
       },
     },
     async (req) => {
@@ -81,7 +87,7 @@ export function personaRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     },
   );
 
-  app.get('/personas/:id', { schema: { params: params('id') } }, async (req) => {
+  app.get('/personas/:id', { schema: { tags: ['personas'], summary: 'One persona', params: params('id'), response: { 200: Persona } } }, async (req) => {
     const { id } = req.params as { id: string };
     const res = await deps.persona.getPersona({ ownerId: ownerOf(req), id });
     return personaToJson(res.persona);
@@ -115,6 +121,9 @@ export function personaRoutes(app: FastifyInstance, deps: GatewayDeps): void {
             }),
           },
         },
+        tags: ['personas'],
+        summary: 'Change a persona (JSON merge patch: null resets a field)',
+        response: { 200: Persona },
       },
     },
     async (req) => {
@@ -154,7 +163,7 @@ export function personaRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     },
   );
 
-  app.delete('/personas/:id', { schema: { params: params('id') } }, async (req, reply) => {
+  app.delete('/personas/:id', { schema: { tags: ['personas'], summary: 'Delete a persona (its knowledge and sessions go too)', params: params('id'), response: { 204: noContent } } }, async (req, reply) => {
     const { id } = req.params as { id: string };
     await deps.persona.deletePersona({ ownerId: ownerOf(req), id });
     return reply.code(204).send();
@@ -175,6 +184,9 @@ export function personaRoutes(app: FastifyInstance, deps: GatewayDeps): void {
             source: { type: 'string', maxLength: 2_000 },
           },
         },
+        tags: ['knowledge'],
+        summary: 'Ingest text into the persona’s knowledge (a job)',
+        response: { 202: JobAccepted },
       },
     },
     async (req, reply) => {
@@ -194,42 +206,40 @@ export function personaRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     },
   );
 
-  app.get('/ingest_jobs/:job_id', { schema: { params: params('job_id') } }, async (req) => {
-    const { job_id } = req.params as { job_id: string };
-    const res = await deps.rag.getIngestJob({ ownerId: ownerOf(req), jobId: job_id });
-    if (!res.job) throw AppError.notFound('ingest job', job_id);
-    return jobToJson(res.job);
-  });
-
   app.post(
-    '/personas/:id/search',
+    '/personas/:id/ingest',
     {
       schema: {
         params: params('id'),
         body: {
           type: 'object',
-          required: ['query'],
+          required: ['url'],
           additionalProperties: false,
           properties: {
-            query: { type: 'string', minLength: 1, maxLength: 4_000 },
-            top_k: { type: 'integer', minimum: 1, maximum: 50 },
+            url: { type: 'string', minLength: 1, maxLength: 2_000 },
+            title: { type: 'string', maxLength: 500 },
           },
         },
+        tags: ['knowledge'],
+        summary: 'Ingest the document at a URL (HTML or PDF, fetched SSRF-safely) into the persona’s knowledge (a job)',
+        response: { 202: JobAccepted },
       },
     },
-    async (req) => {
+    async (req, reply) => {
       const { id } = req.params as { id: string };
-      const body = req.body as { query: string; top_k?: number };
-      const { persona } = await deps.persona.getPersona({ ownerId: ownerOf(req), id });
-      const retrieval = persona?.settings?.retrieval;
-      const res = await deps.rag.retrieveDocuments({
-        ownerId: ownerOf(req),
-        personaId: id,
-        query: body.query,
-        topK: body.top_k ?? retrieval?.topK ?? 5,
-        scoreThreshold: retrieval?.scoreThreshold,
-      });
-      return { results: res.documents.map(documentToJson) };
+      const body = req.body as { url: string; title?: string };
+      // 404 for unknown or foreign personas before anything is queued; a URL rag refuses without
+      // connecting (scheme, syntax, a literal private address) is 400 with the field url.
+      await deps.persona.getPersona({ ownerId: ownerOf(req), id });
+      const res = await deps.rag.ingestUrl({ ownerId: ownerOf(req), personaId: id, url: body.url, title: body.title ?? '' });
+      return reply.code(202).send({ job_id: res.jobId });
     },
   );
+
+  app.get('/ingest_jobs/:job_id', { schema: { tags: ['knowledge'], summary: 'An ingestion job’s status and progress', params: params('job_id'), response: { 200: IngestJob } } }, async (req) => {
+    const { job_id } = req.params as { job_id: string };
+    const res = await deps.rag.getIngestJob({ ownerId: ownerOf(req), jobId: job_id });
+    if (!res.job) throw AppError.notFound('ingest job', job_id);
+    return jobToJson(res.job);
+  });
 }

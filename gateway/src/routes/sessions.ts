@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { GatewayDeps } from '../deps.js';
 import { messageToJson, sessionToJson } from '../json.js';
-import { id, params, queryInt } from '../schemas.js';
+import { CancelResult, id, MessageAccepted, MessagePage, noContent, params, queryInt, Session, SessionList, SessionWithMessages, WsToken } from '../schemas.js';
 import { intParam, ownerOf } from './util.js';
 
 /** How many recent messages GET /api/sessions/:id includes. */
@@ -19,6 +19,9 @@ export function sessionRoutes(app: FastifyInstance, deps: GatewayDeps): void {
           additionalProperties: false,
           properties: { persona_id: id, title: { type: 'string', maxLength: 500 } },
         },
+        tags: ['sessions'],
+        summary: 'Create a session with a persona',
+        response: { 201: Session },
       },
     },
     async (req, reply) => {
@@ -39,6 +42,9 @@ export function sessionRoutes(app: FastifyInstance, deps: GatewayDeps): void {
           additionalProperties: false,
           properties: { persona_id: id, page_token: { type: 'string', minLength: 1, maxLength: 500 }, limit: queryInt(100) },
         },
+        tags: ['sessions'],
+        summary: 'List the owner’s sessions, newest first (optionally of one persona)',
+        response: { 200: SessionList },
       },
     },
     async (req) => {
@@ -51,13 +57,13 @@ export function sessionRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     },
   );
 
-  app.delete('/sessions/:id', { schema: { params: params('id') } }, async (req, reply) => {
+  app.delete('/sessions/:id', { schema: { tags: ['sessions'], summary: 'Delete a session and its messages', params: params('id'), response: { 204: noContent } } }, async (req, reply) => {
     const { id: sessionId } = req.params as { id: string };
     await deps.session.deleteSession({ ownerId: ownerOf(req), id: sessionId });
     return reply.code(204).send();
   });
 
-  app.get('/sessions/:id', { schema: { params: params('id') } }, async (req) => {
+  app.get('/sessions/:id', { schema: { tags: ['sessions'], summary: 'A session with its most recent messages', params: params('id'), response: { 200: SessionWithMessages } } }, async (req) => {
     const { id: sessionId } = req.params as { id: string };
     const res = await deps.session.getSession({ ownerId: ownerOf(req), id: sessionId, recentLimit: RECENT_MESSAGES });
     return { ...sessionToJson(res.session), messages: res.recentMessages.map(messageToJson) };
@@ -69,6 +75,9 @@ export function sessionRoutes(app: FastifyInstance, deps: GatewayDeps): void {
       schema: {
         params: params('id'),
         querystring: { type: 'object', additionalProperties: false, properties: { before: id, limit: queryInt(200) } },
+        tags: ['sessions'],
+        summary: 'Message history, oldest first within the page',
+        response: { 200: MessagePage },
       },
     },
     async (req) => {
@@ -99,12 +108,16 @@ export function sessionRoutes(app: FastifyInstance, deps: GatewayDeps): void {
             priority: { type: 'integer', minimum: -10, maximum: 10 },
           },
         },
+        tags: ['sessions'],
+        summary: 'Send a message (durable when this answers; a repeated Idempotency-Key returns the same ids)',
+        response: { 202: MessageAccepted },
       },
     },
     async (req, reply) => {
       const { id: sessionId } = req.params as { id: string };
       const body = req.body as { content: string; priority?: number };
       const key = req.headers['idempotency-key'];
+      deps.limits?.session(ownerOf(req), sessionId);
       const res = await deps.session.sendMessage({
         ownerId: ownerOf(req),
         sessionId,
@@ -116,14 +129,20 @@ export function sessionRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     },
   );
 
-  app.post('/sessions/:id/messages/:reply_id/cancel', { schema: { params: params('id', 'reply_id') } }, async (req, reply) => {
+  app.post(
+    '/sessions/:id/messages/:reply_id/cancel',
+    { schema: { tags: ['sessions'], summary: 'Stop a generation in progress', params: params('id', 'reply_id'), response: { 202: CancelResult } } },
+    async (req, reply) => {
     const { id: sessionId, reply_id } = req.params as { id: string; reply_id: string };
     await deps.session.getSession({ ownerId: ownerOf(req), id: sessionId, recentLimit: 1 });
     const res = await deps.scheduler.cancelReply({ ownerId: ownerOf(req), sessionId, replyId: reply_id });
     return reply.code(202).send({ cancelled: res.cancelled });
   });
 
-  app.post('/sessions/:id/ws_token', { schema: { params: params('id') } }, async (req) => {
+  app.post(
+    '/sessions/:id/ws_token',
+    { schema: { tags: ['sessions'], summary: 'A single-use WebSocket token for the session (≤ 60 s to connect)', params: params('id'), response: { 200: WsToken } } },
+    async (req) => {
     const { id: sessionId } = req.params as { id: string };
     // Only the session's owner gets a token (a foreign session answers 404).
     await deps.session.getSession({ ownerId: ownerOf(req), id: sessionId, recentLimit: 1 });

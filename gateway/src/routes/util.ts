@@ -19,3 +19,8 @@ export function ownerOf(req: object): string {
   if (!owner) throw AppError.unauthenticated();
   return owner;
 }
+
+/** setKeyId records which API key authenticated a request (rate limits are per key). */
+export function setKeyId(req: object, keyId: string): void {
+  (req as { apiKeyId?: string }).apiKeyId = keyId;
+}

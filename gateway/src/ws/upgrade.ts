@@ -6,6 +6,7 @@ import { AppError, Code, errorBody, httpStatus, toAppError } from '@chat/errors'
 import { newTraceId, withContext, type Logger } from '@chat/logger';
 import { WebSocketServer, type RawData } from 'ws';
 import type { WsTokens } from '../auth.js';
+import type { GatewayLimits } from '../limits.js';
 import type { SchedulerApi, SessionApi } from '../deps.js';
 import { parseClientFrame, type ClientFrame } from './frames.js';
 import type { Client, SocketHub } from './hub.js';
@@ -23,6 +24,10 @@ export interface WsDeps {
   logger: Logger;
   /** False while the gateway is shutting down: new upgrades are refused with 503. */
   accepting: () => boolean;
+  /** Per-session frame rate limit and the per-owner stream cap. */
+  limits?: GatewayLimits;
+  /** Origins allowed to connect (lower case, `*` = any); unset = any. A request without Origin is allowed. */
+  allowedOrigins?: readonly string[];
 }
 
 /**
@@ -35,6 +40,13 @@ export function attachWebSocket(server: Server, deps: WsDeps): WebSocketServer {
   const { logger } = deps;
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    void upgrade(req, socket, head).catch((err: unknown) => {
+      logger.error('websocket upgrade failed', { err });
+      refuse(socket, AppError.internal(err));
+    });
+  });
+
+  const upgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
     const started = performance.now();
     const requestId = randomUUID();
     socket.on('error', () => {});
@@ -57,18 +69,48 @@ export function attachWebSocket(server: Server, deps: WsDeps): WebSocketServer {
       access(503, ROUTE);
       return refuse(socket, AppError.unavailable('the gateway is shutting down'));
     }
-    const checked = deps.tokens.verify(url.searchParams.get('ws_token'), session);
+    // A browser page of another site must not use a token it got hold of (checked before the token is spent).
+    const origin = req.headers.origin;
+    if (origin !== undefined && deps.allowedOrigins && !deps.allowedOrigins.includes('*') && !deps.allowedOrigins.includes(origin.toLowerCase())) {
+      logger.info('websocket refused', { request_id: requestId, problem: 'origin_not_allowed' });
+      access(403, ROUTE);
+      return refuse(socket, new AppError(Code.PermissionDenied, 'this Origin may not open WebSockets (see WS_ALLOWED_ORIGINS)', { reason: 'origin_not_allowed' }));
+    }
+    const checked = await deps.tokens.verify(url.searchParams.get('ws_token'), session);
     if (!checked.ok) {
       logger.info('websocket refused', { request_id: requestId, problem: checked.problem });
+      if (checked.problem === 'unavailable') {
+        access(503, ROUTE);
+        return refuse(socket, AppError.unavailable('cannot check the ws_token right now; get a new one and retry'));
+      }
       access(401, ROUTE);
       return refuse(socket, AppError.unauthenticated(checked.problem === 'missing' ? 'missing ws_token' : 'invalid, expired or already used ws_token'));
     }
+    const lastSeqParam = url.searchParams.get('last_seq');
+    const resumeFrom = lastSeqParam === null ? undefined : /^\d{1,15}$/.test(lastSeqParam) ? Number(lastSeqParam) : NaN;
+    if (Number.isNaN(resumeFrom)) {
+      access(400, ROUTE);
+      return refuse(socket, AppError.invalid('last_seq must be a whole number >= 0', { last_seq: 'must be a whole number >= 0' }));
+    }
     const { owner } = checked.claims;
     const sessionId = session;
+    // The per-owner stream cap: refused before upgrading, released when the socket closes.
+    if (deps.limits) {
+      let release: () => void;
+      try {
+        release = deps.limits.streams.acquire(owner);
+      } catch (err) {
+        access(429, ROUTE);
+        return refuse(socket, err as AppError);
+      }
+      socket.once('close', release);
+    }
     wss.handleUpgrade(req, socket, head, (ws) => {
       access(101, ROUTE);
       const client: Client = { ws, owner, session: sessionId, alive: true };
       deps.hub.add(client);
+      // `last_seq` in the URL resumes atomically with the upgrade (no live frame can come first).
+      if (resumeFrom !== undefined) void deps.hub.resume(client, resumeFrom, deps.session);
       ws.on('pong', () => {
         client.alive = true;
       });
@@ -80,7 +122,7 @@ export function attachWebSocket(server: Server, deps: WsDeps): WebSocketServer {
         logger.debug('websocket error', { session: sessionId, err: err.message });
       });
     });
-  });
+  };
   return wss;
 }
 
@@ -88,9 +130,12 @@ export function attachWebSocket(server: Server, deps: WsDeps): WebSocketServer {
 function refuse(socket: Duplex, err: AppError): void {
   const status = httpStatus(err);
   const body = JSON.stringify(errorBody(err));
+  const retryAfter = (err.details as { retry_after_seconds?: unknown } | undefined)?.retry_after_seconds;
+  const extra = status === 429 && typeof retryAfter === 'number' ? `Retry-After: ${retryAfter}\r\n` : '';
+  if (socket.destroyed) return;
   socket.once('finish', () => socket.destroy());
   socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nConnection: close\r\n${extra}Content-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
   );
 }
 
@@ -104,6 +149,8 @@ async function onFrame(deps: WsDeps, client: Client, data: RawData, isBinary: bo
   const parsed = parseClientFrame(text);
   if (!parsed.ok) return deps.hub.send(client, errorFrame(AppError.invalid(parsed.message, parsed.fields)));
   try {
+    // Every frame counts against the session's rate limit (a refused frame answers rate_limited).
+    deps.limits?.session(client.owner, client.session);
     await handle(deps, client, parsed.frame);
   } catch (err) {
     const appErr = toAppError(err);
@@ -128,23 +175,8 @@ async function handle(deps: WsDeps, client: Client, frame: ClientFrame): Promise
     case 'cancel':
       await deps.scheduler.cancelReply({ ownerId: client.owner, sessionId: client.session, replyId: frame.reply_id });
       return;
-    case 'resume': {
-      // The session's newest seq (when the service tracks it) tells whether the buffer has a gap.
-      const { session } = await deps.session.getSession({ ownerId: client.owner, id: client.session, recentLimit: 1 });
-      const { frames, complete } = deps.hub.replay(client.session, frame.last_seq, session?.lastSeq);
-      if (!complete) {
-        deps.hub.send(
-          client,
-          errorFrame(
-            new AppError(Code.OutOfRange, 'some reply events after last_seq are no longer buffered; reload the history with GET /api/sessions/{id}/messages', {
-              reason: 'resume_gap',
-              details: { last_seq: frame.last_seq, oldest_buffered_seq: frames[0]?.seq ?? null },
-            }),
-          ),
-        );
-      }
-      for (const f of frames) deps.hub.send(client, f);
-      return;
-    }
+    case 'resume':
+      // Everything after last_seq, in order: from this gateway's buffer, else the durable store.
+      return deps.hub.resume(client, frame.last_seq, deps.session);
   }
 }

@@ -79,6 +79,9 @@ export class SessionClient {
   updateSummary(req: sessionV1.DeepPartial<sessionV1.UpdateSummaryRequest>) {
     return unary('session service', this.c.updateSummary.bind(this.c), sessionV1.UpdateSummaryRequest.fromPartial(req), DEADLINE_MS);
   }
+  listReplyEvents(req: sessionV1.DeepPartial<sessionV1.ListReplyEventsRequest>) {
+    return unary('session service', this.c.listReplyEvents.bind(this.c), sessionV1.ListReplyEventsRequest.fromPartial(req), DEADLINE_MS);
+  }
 }
 
 /** RagClient calls chat.rag.v1.RagService. */
@@ -89,6 +92,9 @@ export class RagClient {
   }
   ingestText(req: ragV1.DeepPartial<ragV1.IngestTextRequest>) {
     return unary('rag service', this.c.ingestText.bind(this.c), ragV1.IngestTextRequest.fromPartial(req), DEADLINE_MS);
+  }
+  ingestUrl(req: ragV1.DeepPartial<ragV1.IngestUrlRequest>) {
+    return unary('rag service', this.c.ingestUrl.bind(this.c), ragV1.IngestUrlRequest.fromPartial(req), DEADLINE_MS);
   }
   getIngestJob(req: ragV1.DeepPartial<ragV1.GetIngestJobRequest>) {
     return unary('rag service', this.c.getIngestJob.bind(this.c), ragV1.GetIngestJobRequest.fromPartial(req), DEADLINE_MS);
@@ -104,6 +110,20 @@ export class RagClient {
   summarize(req: ragV1.DeepPartial<ragV1.SummarizeRequest>, deadlineMs = 120_000) {
     return unary('rag service', this.c.summarize.bind(this.c), ragV1.SummarizeRequest.fromPartial(req), deadlineMs);
   }
+  getKnowledge(req: ragV1.DeepPartial<ragV1.GetKnowledgeRequest>) {
+    return unary('rag service', this.c.getKnowledge.bind(this.c), ragV1.GetKnowledgeRequest.fromPartial(req), DEADLINE_MS);
+  }
+  /** deleteKnowledgeSource waits for the persona's queued ingestion work first, so it may take longer. */
+  deleteKnowledgeSource(req: ragV1.DeepPartial<ragV1.DeleteKnowledgeSourceRequest>, deadlineMs = 60_000) {
+    return unary('rag service', this.c.deleteKnowledgeSource.bind(this.c), ragV1.DeleteKnowledgeSourceRequest.fromPartial(req), deadlineMs);
+  }
+  /** purgeKnowledge waits for the persona's queued ingestion work first, so it may take longer. */
+  purgeKnowledge(req: ragV1.DeepPartial<ragV1.PurgeKnowledgeRequest>, deadlineMs = 60_000) {
+    return unary('rag service', this.c.purgeKnowledge.bind(this.c), ragV1.PurgeKnowledgeRequest.fromPartial(req), deadlineMs);
+  }
+  reembedKnowledge(req: ragV1.DeepPartial<ragV1.ReembedKnowledgeRequest>) {
+    return unary('rag service', this.c.reembedKnowledge.bind(this.c), ragV1.ReembedKnowledgeRequest.fromPartial(req), DEADLINE_MS);
+  }
 }
 
 /** SchedulerClient calls chat.scheduler.v1.SchedulerService. */
@@ -117,5 +137,13 @@ export class SchedulerClient {
   }
   cancelReply(req: schedulerV1.DeepPartial<schedulerV1.CancelReplyRequest>) {
     return unary('scheduler service', this.c.cancelReply.bind(this.c), schedulerV1.CancelReplyRequest.fromPartial(req), DEADLINE_MS);
+  }
+  /** listDeadLetters is admin-only (the gateway checks ADMIN_OWNERS). */
+  listDeadLetters(req: schedulerV1.DeepPartial<schedulerV1.ListDeadLettersRequest>) {
+    return unary('scheduler service', this.c.listDeadLetters.bind(this.c), schedulerV1.ListDeadLettersRequest.fromPartial(req), DEADLINE_MS);
+  }
+  /** replayDeadLetter is admin-only (the gateway checks ADMIN_OWNERS). */
+  replayDeadLetter(req: schedulerV1.DeepPartial<schedulerV1.ReplayDeadLetterRequest>) {
+    return unary('scheduler service', this.c.replayDeadLetter.bind(this.c), schedulerV1.ReplayDeadLetterRequest.fromPartial(req), DEADLINE_MS);
   }
 }

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from '@chat/logger';
 import { devReply, splitForStream, type WireMessage } from './reply.js';
 import type { LlmEndpoint } from './endpoint.js';
+import { EmbeddingsError, embeddingsResponse, type EmbeddingScript } from './embeddings.js';
 
 /** The model id the development model answers as. */
 export const DEV_MODEL_ID = 'dev-echo';
@@ -52,7 +53,16 @@ export interface ModelScript {
    * Faults: a queue consumed one per chat completion request (an exhausted queue, or an undefined
    * entry, answers normally), or a function of the 1-based request number.
    */
-  faults?: Array<ModelFault | undefined> | ((requestNumber: number) => ModelFault | undefined);
+  faults?: Array<ModelFault | undefined> | ((requestNumber: number, request: ScriptedRequest) => ModelFault | undefined);
+  /** Faults of the embeddings endpoint (POST /v1/embeddings). */
+  embeddings?: EmbeddingScript;
+}
+
+/** ScriptedRequest is what a fault function sees of a chat completion request. */
+export interface ScriptedRequest {
+  /** The request's messages (the last one is usually the user's turn). */
+  messages: ReadonlyArray<{ role: string; content?: unknown }>;
+  stream: boolean;
 }
 
 /** Counters of a running (development or scripted) model. */
@@ -61,6 +71,8 @@ export interface ModelStats {
   requests: number;
   /** Chat completion requests received. */
   completions: number;
+  /** Embedding requests received (POST /v1/embeddings). */
+  embeddings?: number;
   /** Chat completion requests answered in full. */
   answered: number;
   /** Faults applied, by kind: status code as a string, 'hang', 'reset', 'delay'. */
@@ -180,10 +192,10 @@ export async function startDevModel(options: DevModelOptions): Promise<DevModel>
   const script = options.script;
   const stats: ModelStats = { requests: 0, completions: 0, answered: 0, faults: {}, hanging: 0 };
   const hanging = new Set<ServerResponse>();
-  const nextFault = (n: number): ModelFault | undefined => {
+  const nextFault = (n: number, request: ScriptedRequest): ModelFault | undefined => {
     const f = script?.faults;
     if (!f) return undefined;
-    return typeof f === 'function' ? f(n) : f.shift();
+    return typeof f === 'function' ? f(n, request) : f.shift();
   };
   const countFault = (kind: string) => {
     stats.faults[kind] = (stats.faults[kind] ?? 0) + 1;
@@ -200,10 +212,30 @@ export async function startDevModel(options: DevModelOptions): Promise<DevModel>
       sendJson(res, 200, { id: DEV_MODEL_ID, object: 'model', created: 0, owned_by: 'development' });
       return;
     }
+    if (path === '/v1/embeddings') {
+      if (req.method !== 'POST') throw new HttpError(405, 'use POST for embeddings', 'invalid_request_error', 'method_not_allowed');
+      const raw = await readBody(req);
+      stats.embeddings = (stats.embeddings ?? 0) + 1;
+      const fault = script?.embeddings?.faults?.shift();
+      if (fault && 'status' in fault) {
+        countFault(`embeddings ${fault.status}`);
+        if (fault.retryAfterS !== undefined) res.setHeader('retry-after', String(fault.retryAfterS));
+        sendError(res, new HttpError(fault.status, `scripted fault: HTTP ${fault.status}`, fault.status === 429 ? 'rate_limit_error' : 'server_error', 'scripted_fault'));
+        return;
+      }
+      if (fault && 'delayMs' in fault) await sleep(fault.delayMs);
+      try {
+        sendJson(res, 200, embeddingsResponse(raw));
+      } catch (err) {
+        if (err instanceof EmbeddingsError) throw new HttpError(400, err.message, 'invalid_request_error', 'invalid_input');
+        throw err;
+      }
+      return;
+    }
     if (path === '/v1/chat/completions') {
       if (req.method !== 'POST') throw new HttpError(405, 'use POST for chat completions', 'invalid_request_error', 'method_not_allowed');
       const chat = parseChatRequest(await readBody(req));
-      const fault = nextFault(++stats.completions);
+      const fault = nextFault(++stats.completions, { messages: chat.messages, stream: chat.stream });
       if (fault && 'status' in fault) {
         countFault(String(fault.status));
         if (fault.retryAfterS !== undefined) res.setHeader('retry-after', String(fault.retryAfterS));

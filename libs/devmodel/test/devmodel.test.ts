@@ -131,9 +131,30 @@ describe('the development model', function () {
   });
 
   it('answers 404 for an unknown path', async () => {
-    const res = await fetch(`${model.endpoint.baseUrl}/embeddings`, { method: 'POST', body: '{}' });
+    const res = await fetch(`${model.endpoint.baseUrl}/audio/speech`, { method: 'POST', body: '{}' });
     assert.equal(res.status, 404);
     const body = (await res.json()) as { error: { message: string } };
     assert.ok(body.error.message);
+  });
+
+  it('serves deterministic embeddings on /v1/embeddings (size from the model name), and 400 for bad input', async () => {
+    const post = (body: unknown) => fetch(`${model.endpoint.baseUrl}/embeddings`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const res = await post({ model: 'dev-embed-16', input: ['lemon cake', 'train'] });
+    assert.equal(res.status, 200);
+    const body = (await res.json()) as { object: string; model: string; data: Array<{ index: number; embedding: number[] }> };
+    assert.equal(body.object, 'list');
+    assert.equal(body.model, 'dev-embed-16');
+    assert.deepEqual(
+      body.data.map((d) => [d.index, d.embedding.length]),
+      [
+        [0, 16],
+        [1, 16],
+      ],
+    );
+    const again = (await (await post({ model: 'dev-embed-16', input: 'lemon cake' })).json()) as typeof body;
+    assert.deepEqual(again.data[0]!.embedding, body.data[0]!.embedding, 'the same text embeds the same');
+    assert.ok(Math.abs(Math.hypot(...body.data[0]!.embedding) - 1) < 1e-9, 'unit length');
+    assert.equal((await post({ model: 'dev-embed-16', input: [] })).status, 400);
+    assert.equal((await post({ model: 'dev-embed-16', input: [1, 2] })).status, 400);
   });
 });

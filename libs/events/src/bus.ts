@@ -22,7 +22,15 @@ export interface SubscribeOptions {
    * Called one event at a time per key; a rejection is retried with backoff. A permanent failure
    * (see `isPermanent`, e.g. a `PermanentError` for an undecodable payload) is not retried.
    */
-  handler: (event: EventRecord) => Promise<void>;
+  handler: (event: EventRecord, context: DeliveryContext) => Promise<void>;
+  /**
+   * Kafka: events of one partition in progress at once (default 1: each event is handled before
+   * the next is given out). Above 1, events of different keys run concurrently and each key's
+   * events stay in order; offsets are committed up to the oldest event not yet handled; a member
+   * that loses a partition in a rebalance aborts the events of it in progress (`context.signal`).
+   * The in-process bus always runs different keys concurrently.
+   */
+  concurrency?: number;
   /**
    * Attempts before an event is given up on: it is then published to `<topic>.DLT` (see
    * `dltTopic`) with the cause in `dlt-*` headers, and the consumer moves on.
@@ -34,6 +42,15 @@ export interface SubscribeOptions {
    * a gateway's socket fan-out) starts at the end.
    */
   fromBeginning?: boolean;
+}
+
+/** DeliveryContext comes with each event given to a handler. */
+export interface DeliveryContext {
+  /**
+   * Aborted when this consumer no longer owns the event (its partition went to another member in a
+   * rebalance): the other member delivers it again, so the handler should stop without side effects.
+   */
+  signal: AbortSignal;
 }
 
 /** Subscription is a running consumer. */

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { Code, isAppError } from '@chat/errors';
 import { redactText, type Logger } from '@chat/logger';
 import { backoffMs, type BusStats, type EventRecord, type OutgoingEvent, type SubscribeOptions } from './bus.js';
@@ -22,10 +23,16 @@ export function isDltTopic(topic: string): boolean {
 export class PermanentError extends Error {
   override readonly name = 'PermanentError';
   readonly reason: string;
+  /**
+   * Attempts the handler already made itself (a handler that owns its retries, like the
+   * scheduler's): becomes `dlt-attempts` instead of the bus's own count of one.
+   */
+  readonly attempts: number | undefined;
 
-  constructor(message: string, options: { reason?: string; cause?: unknown } = {}) {
+  constructor(message: string, options: { reason?: string; cause?: unknown; attempts?: number } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.reason = options.reason ?? 'permanent';
+    this.attempts = options.attempts;
   }
 }
 
@@ -39,13 +46,22 @@ export function isPermanent(err: unknown): boolean {
 
 /** Dead-letter headers added to the original event's headers. */
 export const DltHeaders = {
+  /** A unique id of this dead letter (for listing and replaying it). */
+  id: 'dlt-id',
   cause: 'dlt-cause',
   code: 'dlt-code',
   attempts: 'dlt-attempts',
   group: 'dlt-group',
   originalTopic: 'dlt-original-topic',
   failedAt: 'dlt-failed-at',
+  /** On a replay marker (an empty record on the `.DLT` topic): the id of the dead letter replayed. */
+  replayedId: 'dlt-replayed-id',
+  replayedAt: 'dlt-replayed-at',
+  replayedBy: 'dlt-replayed-by',
 } as const;
+
+/** REPLAY_HEADER marks an event republished from a dead-letter topic; its value is the dead letter's id. */
+export const REPLAY_HEADER = 'x-replay-of';
 
 const MAX_CAUSE = 500;
 
@@ -53,16 +69,21 @@ const MAX_CAUSE = 500;
 export function deadLetterEvent(record: EventRecord, err: unknown, attempts: number, groupId: string, extra: Record<string, string> = {}): OutgoingEvent {
   const message = err instanceof Error ? err.message : String(err);
   const cause = redactText(message);
-  const code = isAppError(err) ? err.reason : err instanceof PermanentError ? err.reason : 'internal';
+  // Duck-typed: a PermanentError may come from another copy of this module, or be a service's own
+  // error class named PermanentError (one that must not import the bus).
+  const perm = err instanceof Error && err.name === 'PermanentError' ? (err as Error & { reason?: unknown; attempts?: unknown }) : undefined;
+  const code = isAppError(err) ? err.reason : typeof perm?.reason === 'string' && perm.reason ? perm.reason : 'internal';
+  const own = typeof perm?.attempts === 'number' && perm.attempts > 0 ? perm.attempts : undefined;
   return {
     key: record.key,
     value: record.value,
     headers: {
       ...record.headers,
       ...extra,
+      [DltHeaders.id]: randomUUID(),
       [DltHeaders.cause]: cause.length > MAX_CAUSE ? `${cause.slice(0, MAX_CAUSE - 1)}…` : cause,
       [DltHeaders.code]: code,
-      [DltHeaders.attempts]: String(attempts),
+      [DltHeaders.attempts]: String(own ?? attempts),
       [DltHeaders.group]: groupId,
       [DltHeaders.originalTopic]: record.topic,
       [DltHeaders.failedAt]: new Date().toISOString(),
@@ -98,7 +119,11 @@ export interface DeliveryDeps {
   stopping(): boolean;
   /** Extra headers for the dead-letter copy (e.g. Kafka partition and offset). */
   extraHeaders?: Record<string, string>;
+  /** Aborted when the event is no longer this consumer's (a revoked partition): like stopping. */
+  signal?: AbortSignal;
 }
+
+const NEVER = new AbortController().signal;
 
 /**
  * deliver runs the handler on one event with retries and backoff. After `maxAttempts` failures (one
@@ -110,10 +135,15 @@ export async function deliver(options: SubscribeOptions, record: EventRecord, de
   const max = Math.max(1, options.maxAttempts ?? 5);
   for (let attempt = 1; ; attempt++) {
     try {
-      await options.handler(record);
+      await options.handler(record, { signal: deps.signal ?? NEVER });
       return;
     } catch (err) {
       const permanent = isPermanent(err);
+      if (deps.signal?.aborted) throw new Error('the event was revoked from this consumer (rebalance); another member delivers it', { cause: err });
+      if (!permanent && deps.stopping()) {
+        // Stopping: neither retried nor dead-lettered; left unacknowledged, delivered again later.
+        throw new Error(`handler failed while the subscription stops; the event stays unacknowledged`, { cause: err });
+      }
       if (!permanent && attempt < max) {
         deps.stats.retried(record.topic);
         await sleep(backoffMs(attempt));

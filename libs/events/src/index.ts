@@ -1,5 +1,5 @@
-export { backoffMs, busStats, Topics, type BusStats, type EventBus, type EventRecord, type OutgoingEvent, type SubscribeOptions, type Subscription, type TopicSpec } from './bus.js';
+export { backoffMs, busStats, Topics, type BusStats, type DeliveryContext, type EventBus, type EventRecord, type OutgoingEvent, type SubscribeOptions, type Subscription, type TopicSpec } from './bus.js';
 export { decodeEvent, encodeEvent, traceHeaders, type Codec } from './codec.js';
-export { DLT_SUFFIX, DltHeaders, PermanentError, deadLetterEvent, dltTopic, isDltTopic, isPermanent } from './dead-letter.js';
+export { DLT_SUFFIX, DltHeaders, PermanentError, REPLAY_HEADER, deadLetterEvent, dltTopic, isDltTopic, isPermanent } from './dead-letter.js';
 export { InProcessBus } from './in-process.js';
 export { KafkaBus, type KafkaBusOptions } from './kafka.js';

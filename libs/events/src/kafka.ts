@@ -3,6 +3,7 @@ import { getLogger } from '@chat/logger';
 import { type BusStats, type EventBus, type EventRecord, type OutgoingEvent, type SubscribeOptions, type Subscription, type TopicSpec } from './bus.js';
 import { deliver, DLT_SUFFIX, dltTopic, isDltTopic, StatsCounter } from './dead-letter.js';
 import { claimGroup } from './groups.js';
+import { PartitionDispatcher } from './partition-dispatch.js';
 
 /** KafkaBusOptions configure the Kafka adapter. */
 export interface KafkaBusOptions {
@@ -16,7 +17,16 @@ export interface KafkaBusOptions {
    * keep using the plain names: the prefix is added and removed here.
    */
   namespace?: string;
+  /**
+   * How long a rebalance waits for members to finish the events in hand and rejoin (default
+   * 60 s). A handler may run for a long time (a streamed reply); a member that misses this bound
+   * is dropped from the group and its events go to another member while it still works on them.
+   */
+  rebalanceTimeoutMs?: number;
 }
+
+/** How often a member heartbeats while a handler runs (kafkajs itself heartbeats only between events). */
+const HEARTBEAT_MS = 1_000;
 
 /**
  * KafkaBus is the event log on Apache Kafka: an idempotent producer with one request in flight
@@ -149,8 +159,8 @@ export class KafkaBus implements EventBus {
       groupId: this.physical(options.groupId),
       maxWaitTimeInMs: this.options.maxWaitTimeMs ?? 20,
       sessionTimeout: 10_000,
-      heartbeatInterval: 1_000,
-      rebalanceTimeout: 10_000,
+      heartbeatInterval: HEARTBEAT_MS,
+      rebalanceTimeout: this.options.rebalanceTimeoutMs ?? 60_000,
       allowAutoTopicCreation: false,
     });
     this.consumers.add(consumer);
@@ -162,25 +172,66 @@ export class KafkaBus implements EventBus {
     consumer.on(consumer.events.CRASH, (e) => {
       if (!e.payload.restart) rejectCrash(e.payload.error);
     });
+    const concurrency = Math.max(1, options.concurrency ?? 1);
+    const dispatcher =
+      concurrency > 1
+        ? new PartitionDispatcher(concurrency, (topic, partition, offset) => consumer.commitOffsets([{ topic, partition, offset }]), this.logger)
+        : undefined;
     // Ready means partitions are assigned: a consumer that has not joined yet would miss live events.
-    const joined = new Promise<void>((resolve) => consumer.on(consumer.events.GROUP_JOIN, () => resolve()));
+    const joined = new Promise<void>((resolve) =>
+      consumer.on(consumer.events.GROUP_JOIN, (e) => {
+        dispatcher?.assigned(e.payload.memberAssignment);
+        resolve();
+      }),
+    );
     await consumer.connect();
     for (const topic of options.topics) await consumer.subscribe({ topic: this.physical(topic), fromBeginning: options.fromBeginning ?? true });
     let stopping = false;
     await consumer.run({
       partitionsConsumedConcurrently: 8,
+      // With concurrency above 1, offsets are committed by the dispatcher (oldest unhandled event).
+      autoCommit: !dispatcher,
       // Resolves once the event is handled or dead-lettered; the offset is committed only then.
-      eachMessage: async ({ topic, partition, message }) => {
+      eachMessage: async ({ topic, partition, message, heartbeat }) => {
         const headers: Record<string, string> = {};
         for (const [k, v] of Object.entries(message.headers ?? {})) if (v !== undefined) headers[k] = Array.isArray(v) ? String(v[0]) : String(v);
         const record: EventRecord = { topic: this.logical(topic), key: message.key?.toString() ?? '', value: message.value ?? new Uint8Array(), headers };
-        await deliver(options, record, {
-          publishDeadLetter: (target, event) => this.publishDeadLetter(target, event),
-          stats: this.counters,
-          logger: this.logger,
-          stopping: () => stopping || this.closing,
-          extraHeaders: { 'dlt-original-partition': String(partition), 'dlt-original-offset': message.offset },
-        });
+        if (dispatcher) {
+          // Not started while stopping: left uncommitted, delivered again.
+          if (stopping || this.closing) return;
+          await dispatcher.dispatch(
+            topic,
+            partition,
+            message.offset,
+            record.key,
+            (signal) =>
+              deliver(options, record, {
+                publishDeadLetter: (target, event) => this.publishDeadLetter(target, event),
+                stats: this.counters,
+                logger: this.logger,
+                stopping: () => stopping || this.closing || signal.aborted,
+                extraHeaders: { 'dlt-original-partition': String(partition), 'dlt-original-offset': message.offset },
+                signal,
+              }),
+            () => void heartbeat().catch(() => undefined),
+          );
+          return;
+        }
+        // kafkajs heartbeats only between events: without this, a handler running longer than the
+        // session timeout (a long reply) gets the member dropped and its event delivered again.
+        // A heartbeat refused during a rebalance is ignored here; kafkajs rejoins after the event.
+        const beat = setInterval(() => void heartbeat().catch(() => undefined), HEARTBEAT_MS);
+        try {
+          await deliver(options, record, {
+            publishDeadLetter: (target, event) => this.publishDeadLetter(target, event),
+            stats: this.counters,
+            logger: this.logger,
+            stopping: () => stopping || this.closing,
+            extraHeaders: { 'dlt-original-partition': String(partition), 'dlt-original-offset': message.offset },
+          });
+        } finally {
+          clearInterval(beat);
+        }
       },
     });
     let timer: NodeJS.Timeout | undefined;
@@ -193,6 +244,8 @@ export class KafkaBus implements EventBus {
     return {
       stop: async () => {
         stopping = true;
+        // Events in progress finish (and their offsets are committed) before the member leaves.
+        await dispatcher?.drain();
         this.consumers.delete(consumer);
         await consumer.disconnect();
       },

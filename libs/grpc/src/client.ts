@@ -7,6 +7,10 @@ const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   'grpc.keepalive_time_ms': 30_000,
   'grpc.keepalive_timeout_ms': 10_000,
   'grpc.enable_retries': 0,
+  // A restarted peer is reached again within a second or two, not after grpc-js' default backoff
+  // (1 s doubling to 120 s), which failed every call for tens of seconds after a restart.
+  'grpc.initial_reconnect_backoff_ms': 100,
+  'grpc.max_reconnect_backoff_ms': 2_000,
   'grpc.max_receive_message_length': 16 * 1024 * 1024,
 };
 
@@ -36,9 +40,11 @@ export function closeClients(): void {
   clients.clear();
 }
 
-/** callMetadata carries the trace id of the current request to the callee. */
+/** callMetadata carries the trace id of the current request to the callee, and waits for a restarting peer. */
 export function callMetadata(): grpc.Metadata {
-  const md = new grpc.Metadata();
+  // waitForReady: while a peer restarts, a call waits for the connection (bounded by its
+  // deadline) instead of failing at once with UNAVAILABLE.
+  const md = new grpc.Metadata({ waitForReady: true });
   const ctx = currentContext();
   if (ctx) md.set('x-trace-id', ctx.traceId);
   return md;

@@ -31,6 +31,10 @@ export function fromGrpcError(err: unknown, target: string): AppError {
     }
   }
   if (code === Code.Unavailable && !reason) return AppError.unavailable(`${target} is unavailable`, err);
+  // Calls wait for a restarting peer (waitForReady); one that never got a connection before its
+  // deadline found the peer unavailable, not slow (grpc-js says it was still waiting for a pick).
+  if (code === Code.DeadlineExceeded && !reason && /Waiting for LB pick/.test(e.details ?? ''))
+    return AppError.unavailable(`${target} is unavailable`, err);
   if (code === Code.DeadlineExceeded && !reason)
     return new AppError(Code.DeadlineExceeded, `${target} did not answer in time`, { reason: 'deadline_exceeded', cause: err });
   return new AppError(code, e.details || e.message || 'error', { reason, details, cause: err });

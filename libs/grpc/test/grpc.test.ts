@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
+import { createServer, type AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
@@ -11,6 +12,18 @@ import { getClient, serverStream, startGrpcServer, unary, wrapImplementation, ty
 configureLogger({ silent: true });
 const require = createRequire(import.meta.url);
 const logger = getLogger('test');
+
+/** freePort returns a loopback port nothing listens on (at the time of asking). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
 
 /** A client for any service, loaded from a .proto file shipped by a dependency. */
 function protoClient(protoFile: string, service: string, address: string): grpc.Client & Record<string, any> {
@@ -149,7 +162,7 @@ describe('gRPC server and clients (libs/grpc)', () => {
     await assert.rejects(unary('persona service', persona.listPersonas.bind(persona), personaV1.ListPersonasRequest.fromPartial({}), 100), (e: unknown) => e instanceof AppError && e.code === Code.DeadlineExceeded);
   });
 
-  it('answers UNAVAILABLE, naming the target, when nothing listens', async () => {
+  it('answers UNAVAILABLE, naming the target, when nothing listens until the deadline', async () => {
     const dead = new personaV1.PersonaServiceClient('127.0.0.1:1', grpc.credentials.createInsecure());
     await assert.rejects(unary('persona service', dead.getPersona.bind(dead), { ownerId: 'o', id: 'p1' }, 2_000), (e: unknown) => e instanceof AppError && e.code === Code.Unavailable && /persona service/.test(e.message));
     dead.close();
@@ -176,5 +189,43 @@ describe('gRPC server and clients (libs/grpc)', () => {
     assert.ok(b instanceof ragV1.RagServiceClient);
     assert.equal(getClient(personaV1.PersonaServiceClient, address), a);
     assert.notEqual(getClient(personaV1.PersonaServiceClient, '127.0.0.1:2'), a);
+  });
+
+  it('waits for a peer that is starting, within the deadline, instead of failing at once', async () => {
+    const port = await freePort();
+    const client = getClient(personaV1.PersonaServiceClient, `127.0.0.1:${port}`);
+    // Nothing listens yet: the call must wait for the server rather than fail with UNAVAILABLE.
+    const call = unary('persona service', client.getPersona.bind(client), { ownerId: 'o', id: 'p1' }, 8_000);
+    await new Promise((r) => setTimeout(r, 400));
+    const late = await startGrpcServer({
+      address: `127.0.0.1:${port}`,
+      logger,
+      services: [
+        {
+          name: 'chat.persona.v1.PersonaService',
+          definition: personaV1.PersonaServiceService,
+          implementation: wrapImplementation(
+            personaV1.PersonaServiceService,
+            complete(personaV1.PersonaServiceService, { async getPersona() { return { persona: personaV1.Persona.fromPartial({ id: 'p1', name: 'Late' }) }; } }),
+            logger,
+          ),
+        },
+      ],
+    });
+    try {
+      const res = await call;
+      assert.equal(res.persona?.name, 'Late');
+    } finally {
+      await late.stop(1_000);
+    }
+  });
+
+  it('still fails a call to an absent peer when its deadline passes', async () => {
+    const client = getClient(personaV1.PersonaServiceClient, `127.0.0.1:${await freePort()}`);
+    await assert.rejects(unary('persona service', client.getPersona.bind(client), { ownerId: 'o', id: 'p1' }, 300), (e: unknown) => {
+      assert.ok(e instanceof AppError);
+      assert.equal(e.code, Code.Unavailable);
+      return true;
+    });
   });
 });

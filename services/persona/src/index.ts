@@ -7,6 +7,8 @@ import { defineModule } from '@chat/runtime';
 import { loadKeyring, secretsConfig } from '@chat/secrets';
 import { PersonaRepository } from './adapters/postgres/persona-repo.js';
 import { ProfileRepository } from './adapters/postgres/profile-repo.js';
+import { ApiKeyRepository } from './adapters/postgres/api-key-repo.js';
+import { apiKeyHandlers } from './handlers/api-key-handlers.js';
 import { migrations, SCHEMA } from './adapters/postgres/migrations.js';
 import { personaConfig } from './config.js';
 import { personaHandlers } from './handlers/persona-handlers.js';
@@ -16,6 +18,7 @@ export { personaConfig } from './config.js';
 export { applyPersonaPatch, effectiveSettings, validateNewPersona, type NewPersona, type Persona, type PersonaPatch, type PersonaSettings } from './domain/persona.js';
 export { PROVIDERS, validateApiProfile, type ApiProfile, type ApiProfileInput } from './domain/api-profile.js';
 export { rotateApiKeys, type RotationReport } from './rotation.js';
+export { ApiKeyRepository, digestOf, newApiKey, type StoredApiKey } from './adapters/postgres/api-key-repo.js';
 
 /** personaModule runs the persona service: personas in PostgreSQL, events through its outbox. */
 export const personaModule = defineModule<ServiceEndpoint>({
@@ -41,6 +44,11 @@ export const personaModule = defineModule<ServiceEndpoint>({
           name: 'chat.persona.v1.PersonaService',
           definition: personaV1.PersonaServiceService,
           implementation: wrapImplementation(personaV1.PersonaServiceService, { ...personaHandlers(repo, profiles), ...profileHandlers(profiles) }, ctx.logger),
+        },
+        {
+          name: 'chat.persona.v1.ApiKeyService',
+          definition: personaV1.ApiKeyServiceService,
+          implementation: wrapImplementation(personaV1.ApiKeyServiceService, apiKeyHandlers(new ApiKeyRepository(sequelize)), ctx.logger),
         },
       ],
     });

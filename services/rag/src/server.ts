@@ -9,6 +9,9 @@ import type { Keyring } from '@chat/secrets';
 import { LanceVectorStore } from './adapters/lancedb/store.js';
 import { MilvusVectorStore } from './adapters/milvus/store.js';
 import { OpenAiChatModel } from './adapters/openai/chat-model.js';
+import { OpenAiEmbedder } from './adapters/openai/embeddings.js';
+import { HttpReranker } from './adapters/http/reranker.js';
+import { PgReembedJobRepository, PgSpaceRepository } from './adapters/postgres/knowledge-repositories.js';
 import { GrpcPersonaProfileSource, keyOpener, type ResolvePersonaCall } from './adapters/persona/profile-source.js';
 import { ragMigrations } from './adapters/postgres/migrations.js';
 import { PgJobRepository, PgSourceRepository } from './adapters/postgres/repositories.js';
@@ -16,9 +19,14 @@ import type { ConfigOf } from '@chat/config';
 import type { ragConfig } from './config.js';
 import { Generator } from './domain/generate.js';
 import { LocalHashEmbedder } from './domain/hash-embedder.js';
-import type { ChatModel, ChatModels, Embedder, VectorStore } from './domain/ports.js';
+import { KnowledgeService } from './domain/knowledge.js';
+import type { ChatModel, ChatModels, VectorStore } from './domain/ports.js';
+import { LocalOverlapReranker } from './domain/rerank.js';
+import { QueryRewriter } from './domain/rewrite.js';
+import { KnowledgeIndex, type EmbedderFactory } from './domain/spaces.js';
 import { ProfileResolver } from './domain/profiles.js';
 import { IngestService } from './domain/ingest.js';
+import { SafeUrlLoader } from './fetch/loader.js';
 import { Retriever } from './domain/retrieval.js';
 import { personaEventHandler } from './handlers/persona-events.js';
 import { profileEventHandler } from './handlers/profile-events.js';
@@ -49,6 +57,10 @@ export interface RagServer {
   ingest: IngestService;
   /** The run-time persona → profile → endpoint resolver (and its caches). */
   profiles: ProfileResolver;
+  /** Knowledge management: stats, deletion, purge, re-embed jobs. */
+  knowledge: KnowledgeService;
+  /** The embedding spaces and the vector store behind them. */
+  index: KnowledgeIndex;
   /** Rejects when the persona or profile event consumer dies. */
   crashed: Promise<never>;
   /** Stops the gRPC server, the consumer and the worker (bounded), then closes the store. */
@@ -56,14 +68,14 @@ export interface RagServer {
 }
 
 /** openVectorStore opens Milvus when MILVUS_ADDRESS is set, else the embedded LanceDB store. */
-export async function openVectorStore(config: ConfigOf<typeof ragConfig>, embedder: Embedder, logger: Logger): Promise<VectorStore> {
+export async function openVectorStore(config: ConfigOf<typeof ragConfig>, dimensions: number, logger: Logger): Promise<VectorStore> {
   if (config.MILVUS_ADDRESS) {
     logger.info('vector store: milvus', { address: config.MILVUS_ADDRESS, collection: config.MILVUS_COLLECTION });
-    return MilvusVectorStore.open({ address: config.MILVUS_ADDRESS, collection: config.MILVUS_COLLECTION, dimensions: embedder.dimensions, logger });
+    return MilvusVectorStore.open({ address: config.MILVUS_ADDRESS, collection: config.MILVUS_COLLECTION, dimensions, logger, settleMs: config.RAG_MILVUS_SETTLE_MS });
   }
   const dir = config.LANCEDB_DIR ?? join(config.DATA_DIR, 'lancedb');
   logger.info('vector store: lancedb', { dir });
-  return LanceVectorStore.open(dir, logger);
+  return LanceVectorStore.open(dir, logger, { annIndexThreshold: config.RAG_LANCEDB_ANN_INDEX_ROWS });
 }
 
 /** startRagServer migrates the rag schema, opens the vector store, resumes jobs and serves gRPC. */
@@ -83,18 +95,32 @@ export async function startRagServer(deps: RagServerDeps): Promise<RagServer> {
   };
   await migrate(database.sequelize, 'rag', ragMigrations, logger);
 
-  const embedder = new LocalHashEmbedder();
-  logger.info('embedder', { name: embedder.name, dimensions: embedder.dimensions, local: embedder.local });
-  const store = await openVectorStore(config, embedder, logger);
+  const localEmbedder = new LocalHashEmbedder();
+  profiles.localEmbeddingModel = localEmbedder.name;
+  logger.info('default embedder (personas whose profile names no embedding_model)', { name: localEmbedder.name, dimensions: localEmbedder.dimensions, local: true });
+  const makeEmbedder: EmbedderFactory = (spec, apiKey, dimensions) =>
+    spec.provider === 'local'
+      ? localEmbedder
+      : new OpenAiEmbedder({
+          baseUrl: spec.baseUrl,
+          apiKey,
+          model: spec.model,
+          dimensions,
+          batchSize: config.RAG_EMBED_BATCH_SIZE,
+          maxAttempts: config.RAG_EMBED_MAX_ATTEMPTS,
+          timeoutMs: config.RAG_EMBED_TIMEOUT_MS,
+        });
+  const store = await openVectorStore(config, localEmbedder.dimensions, logger);
   const jobs = new PgJobRepository(database.sequelize);
   const sources = new PgSourceRepository(database.sequelize);
+  const spaces = new PgSpaceRepository(database.sequelize);
+  const index = new KnowledgeIndex({ store, spaces, profiles: { configured: (o, p) => profiles.embedding(o, p) }, makeEmbedder, logger });
   if (llm.development) logger.warn('replies come from the built-in development model, not a real language model', { model: llm.model });
 
   const ingest = new IngestService({
     jobs,
     sources,
-    store,
-    embedder,
+    store: index,
     logger,
     settings: {
       chunkSize: config.RAG_CHUNK_SIZE,
@@ -102,21 +128,74 @@ export async function startRagServer(deps: RagServerDeps): Promise<RagServer> {
       embedBatchSize: config.RAG_EMBED_BATCH_SIZE,
       concurrency: config.RAG_INGEST_CONCURRENCY,
       maxAttempts: config.RAG_INGEST_MAX_ATTEMPTS,
+      leaseMs: config.RAG_INGEST_LEASE_MS,
+      sweepMs: config.RAG_INGEST_SWEEP_MS,
+      attemptTimeoutMs: config.RAG_INGEST_ATTEMPT_TIMEOUT_MS,
+      fetchRetries: config.RAG_FETCH_RETRIES,
+      fetchRetryDelayMs: config.RAG_FETCH_RETRY_DELAY_MS,
+    },
+    // URL ingestion: the SSRF-safe fetcher (src/fetch) with the RAG_FETCH_* limits and allow-list.
+    loader: new SafeUrlLoader({
+      policy: config.RAG_FETCH_ALLOW,
+      contentTypes: config.RAG_FETCH_CONTENT_TYPES,
+      limits: {
+        maxBytes: config.RAG_FETCH_MAX_BYTES,
+        timeoutMs: config.RAG_FETCH_TIMEOUT_MS,
+        idleTimeoutMs: config.RAG_FETCH_IDLE_TIMEOUT_MS,
+        maxRedirects: config.RAG_FETCH_MAX_REDIRECTS,
+      },
+    }),
+  });
+  const rewriter = new QueryRewriter({
+    models,
+    isDevelopment: (m) => m === defaultModel && llm.development,
+    onError: (err) => logger.warn('query rewrite failed; searching with the question as asked', { err }),
+  });
+  const retriever = new Retriever({
+    index,
+    sources,
+    reranker: config.RAG_RERANK_URL
+      ? new HttpReranker({ url: config.RAG_RERANK_URL, model: config.RAG_RERANK_MODEL, apiKey: config.RAG_RERANK_API_KEY, timeoutMs: config.RAG_RERANK_TIMEOUT_MS })
+      : new LocalOverlapReranker(),
+    onError: (what, err) => logger.warn(`${what} failed; retrieval goes on without it`, { err }),
+    rewriter,
+    settings: {
+      async forPersona(ownerId, personaId) {
+        try {
+          return await profiles.retrieval(ownerId, personaId);
+        } catch (err) {
+          // Without the persona service the defaults apply; retrieval itself does not need it.
+          logger.warn('retrieval settings unavailable; using the defaults', { persona_id: personaId, err });
+          return {};
+        }
+      },
     },
   });
-  const retriever = new Retriever({ embedder, store, sources });
+  const knowledge = new KnowledgeService({
+    index,
+    sources,
+    spaces,
+    jobs: new PgReembedJobRepository(database.sequelize),
+    serialize: (personaId, fn) => ingest.exclusive(personaId, fn),
+    logger,
+    batchSize: config.RAG_EMBED_BATCH_SIZE,
+  });
   const generator = new Generator({
     retriever,
     models,
     defaults: { temperature: config.RAG_DEFAULT_TEMPERATURE, maxTokens: config.RAG_DEFAULT_MAX_TOKENS },
   });
 
+  const reconcile = (personaId: string) =>
+    void knowledge.reconcile(personaId).catch((err: unknown) => logger.warn('could not check the embedding model of a persona', { persona_id: personaId, err }));
+
   let server: GrpcServer | undefined;
   let subscription: Subscription | undefined;
   let profileSubscription: Subscription | undefined;
   try {
     await ingest.resume();
-    const handlers = ragHandlers({ ingest, retriever, generator, logger });
+    await knowledge.resume();
+    const handlers = ragHandlers({ ingest, retriever, generator, knowledge, logger });
     server = await startGrpcServer({
       address: config.RAG_GRPC_LISTEN,
       services: [
@@ -131,16 +210,26 @@ export async function startRagServer(deps: RagServerDeps): Promise<RagServer> {
     profileSubscription = await bus.subscribe({
       topics: [Topics.profileEvents],
       groupId: PROFILE_EVENTS_GROUP,
-      handler: profileEventHandler((id) => profiles.invalidateProfile(id), logger),
+      handler: profileEventHandler((id) => {
+        // A changed embedding model re-embeds the knowledge of the personas known to use the profile.
+        const affected = profiles.personasOf(id);
+        profiles.invalidateProfile(id);
+        for (const personaId of affected) reconcile(personaId);
+      }, logger),
     });
     subscription = await bus.subscribe({
       topics: [Topics.personaEvents],
       groupId: PERSONA_EVENTS_GROUP,
-      handler: personaEventHandler(ingest, logger, (id) => profiles.invalidatePersona(id)),
+      handler: personaEventHandler(ingest, logger, (id) => {
+        profiles.invalidatePersona(id);
+        // The persona may name another profile (another embedding model) now.
+        reconcile(id);
+      }),
     });
   } catch (err) {
     await profileSubscription?.stop().catch(() => undefined);
     await server?.stop(1_000);
+    await knowledge.stop(1_000);
     await ingest.stop(1_000);
     await store.close();
     throw err;
@@ -154,12 +243,15 @@ export async function startRagServer(deps: RagServerDeps): Promise<RagServer> {
     address: grpc.address,
     ingest,
     profiles,
+    knowledge,
+    index,
     crashed: Promise.race([sub.crashed, profileSub.crashed]),
     stop: () =>
       (stopping ??= (async () => {
         await grpc.stop(Math.min(config.RAG_STOP_GRACE_MS, 10_000));
         await sub.stop().catch((err: unknown) => logger.warn('persona event consumer did not stop cleanly', { err }));
         await profileSub.stop().catch((err: unknown) => logger.warn('profile event consumer did not stop cleanly', { err }));
+        await knowledge.stop(config.RAG_STOP_GRACE_MS);
         await ingest.stop(config.RAG_STOP_GRACE_MS);
         await store.close();
       })()),

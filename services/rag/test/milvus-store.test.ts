@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { MilvusClient } from '@zilliz/milvus2-sdk-node';
+import { DataType, MilvusClient } from '@zilliz/milvus2-sdk-node';
 import { configureLogger } from '@chat/logger';
 import { milvusString, MilvusVectorStore, truncateUtf8 } from '../src/adapters/milvus/store.js';
 import { hashEmbed } from '../src/domain/hash-embedder.js';
@@ -43,7 +43,9 @@ describe('the Milvus vector store', function () {
   });
   after(async () => {
     if (!admin) return;
-    await admin.dropCollection({ collection_name: collection }).catch(() => undefined);
+    // One collection per vector dimension: drop every one this run made.
+    const all = await admin.showCollections().catch(() => undefined);
+    for (const c of all?.data ?? []) if (c.name.startsWith(`${collection}_d`)) await admin.dropCollection({ collection_name: c.name }).catch(() => undefined);
     await admin.closeConnection().catch(() => undefined);
   });
 
@@ -57,13 +59,20 @@ describe('the Milvus vector store', function () {
   });
 
   describe('Milvus specifics', () => {
-    it('creates the collection with its index and uses it again on the next open', async () => {
+    const space = (personaId: string) => ({ id: randomUUID().replace(/-/g, ''), personaId, dimensions: 384 });
+
+    it('creates the collection with explicit HNSW/COSINE and BM25 indexes and uses it again on the next open', async () => {
       const store = await open();
       await store.close();
-      const described = await admin!.describeIndex({ collection_name: collection, field_name: 'vector' });
-      const params = Object.fromEntries((described.index_descriptions[0]?.params ?? []).map((p) => [p.key, String(p.value)]));
+      const name = `${collection}_d384`;
+      const vector = await admin!.describeIndex({ collection_name: name, field_name: 'vector' });
+      const params = Object.fromEntries((vector.index_descriptions[0]?.params ?? []).map((p) => [p.key, String(p.value)]));
       assert.equal(params.metric_type, 'COSINE');
       assert.equal(params.index_type, 'HNSW');
+      const sparse = await admin!.describeIndex({ collection_name: name, field_name: 'sparse' });
+      const sparams = Object.fromEntries((sparse.index_descriptions[0]?.params ?? []).map((p) => [p.key, String(p.value)]));
+      assert.equal(sparams.metric_type, 'BM25');
+      assert.equal(sparams.index_type, 'SPARSE_INVERTED_INDEX');
       const again = await open();
       await again.close();
     });
@@ -71,27 +80,41 @@ describe('the Milvus vector store', function () {
     it('loads the collection again when a search finds it released (as after a server restart)', async () => {
       const store = await open();
       try {
-        const personaId = `p-${randomUUID()}`;
-        await store.upsert([{ id: randomUUID(), personaId, sourceId: 's', title: 't', url: '', text: 'lemon cake', vector: hashEmbed('lemon cake') }]);
-        const released = await admin!.releaseCollection({ collection_name: collection });
+        const sp = space(`p-${randomUUID()}`);
+        await store.upsert(sp, [{ id: randomUUID(), personaId: sp.personaId, sourceId: 's', title: 't', url: '', text: 'lemon cake', vector: hashEmbed('lemon cake') }]);
+        const released = await admin!.releaseCollection({ collection_name: `${collection}_d384` });
         assert.equal(released.error_code, 'Success');
-        const hits = await store.search(personaId, hashEmbed('lemon cake'), 3);
+        const hits = await store.search(sp, hashEmbed('lemon cake'), 3);
         assert.equal(hits.length, 1);
         assert.ok(Math.abs(hits[0]!.score - 1) < 1e-4);
+        await admin!.releaseCollection({ collection_name: `${collection}_d384` });
+        assert.equal((await store.lexicalSearch(sp, 'lemon', 3)).length, 1);
+        await admin!.releaseCollection({ collection_name: `${collection}_d384` });
+        assert.equal((await store.chunksOfSource(sp, 's')).length, 1);
       } finally {
         await store.close();
       }
     });
 
-    it('refuses a collection of another vector size', async () => {
-      await assert.rejects(MilvusVectorStore.open({ address: address!, collection, dimensions: 8, logger }), /384-dimensional vectors but the embedder makes 8/);
+    it('refuses a collection of another kind under its name', async () => {
+      const name = `${collection}_d16`;
+      const created = await admin!.createCollection({
+        collection_name: name,
+        fields: [
+          { name: 'id', data_type: DataType.VarChar, is_primary_key: true, max_length: 64 },
+          { name: 'vector', data_type: DataType.FloatVector, dim: 16 },
+        ],
+      });
+      assert.equal(created.error_code, 'Success');
+      await assert.rejects(MilvusVectorStore.open({ address: address!, collection, dimensions: 16, logger }), /not a chunk collection of this service/);
     });
 
     it('refuses vectors of the wrong size', async () => {
       const store = await open();
       try {
-        await assert.rejects(store.upsert([{ id: 'x', personaId: 'p', sourceId: 's', title: '', url: '', text: 't', vector: [1, 0] }]), /2-dimensional/);
-        await assert.rejects(store.search('p', [1, 0], 3), /2 dimensions/);
+        const sp = space('p');
+        await assert.rejects(store.upsert(sp, [{ id: 'x', personaId: 'p', sourceId: 's', title: '', url: '', text: 't', vector: [1, 0] }]), /2-dimensional/);
+        await assert.rejects(store.search(sp, [1, 0], 3), /2 dimensions/);
       } finally {
         await store.close();
       }

@@ -57,6 +57,29 @@ describe('ProfileResolver', () => {
     resolver = new ProfileResolver({ source, open: keyOpener(keyring), defaultEndpoint: DEFAULT }, { ttlMs: 60_000, now: () => now });
   });
 
+  it('names the embedding model of the profile (with its key), else the local embedder', async () => {
+    assert.deepEqual(await resolver.embedding(OWNER, PERSONA), { spec: { provider: 'local', model: 'local-hash-384', baseUrl: '' }, apiKey: '' });
+    resolver.invalidatePersona(PERSONA);
+    source.answer = profile();
+    assert.equal((await resolver.embedding(OWNER, PERSONA)).spec.provider, 'local', 'a profile without embedding_model embeds locally');
+    resolver.invalidatePersona(PERSONA);
+    source.answer = profile({ embeddingModel: 'emb-1' });
+    assert.deepEqual(await resolver.embedding(OWNER, PERSONA), { spec: { provider: 'openai', model: 'emb-1', baseUrl: 'http://a.invalid/v1' }, apiKey: KEY });
+    resolver.invalidatePersona(PERSONA);
+    source.answer = profile({ embeddingModel: 'emb-1', embeddingBaseUrl: 'http://emb.invalid/v1' });
+    assert.equal((await resolver.embedding(OWNER, PERSONA)).spec.baseUrl, 'http://emb.invalid/v1');
+    resolver.invalidatePersona(PERSONA);
+    source.answer = { kind: 'missing', profileId: PROFILE };
+    await rejectsWith(resolver.embedding(OWNER, PERSONA), Code.FailedPrecondition, 'profile_unusable');
+  });
+
+  it('reports the persona’s retrieval settings from the same cached resolution', async () => {
+    source.answer = { kind: 'default', retrieval: { mode: 'hybrid', rerank: true } };
+    assert.deepEqual(await resolver.retrieval(OWNER, PERSONA), { mode: 'hybrid', rerank: true });
+    await resolver.resolve(OWNER, PERSONA);
+    assert.equal(source.calls, 1, 'one lookup serves both');
+  });
+
   it('uses the configured default endpoint when the persona names no profile', async () => {
     assert.deepEqual(await resolver.resolve(OWNER, PERSONA), DEFAULT);
   });
@@ -157,11 +180,29 @@ describe('GrpcPersonaProfileSource', () => {
   });
 
   it('maps uses_default_profile, a profile with and without a key', async () => {
-    assert.deepEqual(await call({ usesDefaultProfile: true }).fetch(OWNER, PERSONA), { kind: 'default' });
+    assert.deepEqual(await call({ usesDefaultProfile: true }).fetch(OWNER, PERSONA), { kind: 'default', retrieval: {} });
     const keyless = await call({ profile: { profile: { id: PROFILE, baseUrl: 'http://x/v1', model: 'm' } } }).fetch(OWNER, PERSONA);
-    assert.deepEqual(keyless, { kind: 'profile', profileId: PROFILE, baseUrl: 'http://x/v1', model: 'm' });
+    assert.deepEqual(keyless, { kind: 'profile', profileId: PROFILE, baseUrl: 'http://x/v1', model: 'm', retrieval: {} });
     const keyed = await call({ profile: { profile: { id: PROFILE, baseUrl: 'http://x/v1', model: 'm' }, sealedApiKey: { ciphertext: Buffer.from([1]), iv: Buffer.alloc(12), tag: Buffer.alloc(16), keyVersion: 'v1' } } }).fetch(OWNER, PERSONA);
     assert.equal(keyed.kind === 'profile' && keyed.sealedKey?.keyVersion, 'v1');
+  });
+
+  it('maps the embedding model of a profile and the persona’s effective retrieval settings', async () => {
+    const got = await call({
+      profile: { profile: { id: PROFILE, baseUrl: 'http://x/v1', model: 'm', embeddingModel: 'text-embedding-3-small', embeddingBaseUrl: 'http://e/v1' } },
+      effectiveSettings: { retrieval: { topK: 7, scoreThreshold: 0.25, mode: personaV1.RetrievalMode.RETRIEVAL_MODE_HYBRID, rerank: true, queryRewrite: false } },
+    }).fetch(OWNER, PERSONA);
+    assert.deepEqual(got, {
+      kind: 'profile',
+      profileId: PROFILE,
+      baseUrl: 'http://x/v1',
+      model: 'm',
+      embeddingModel: 'text-embedding-3-small',
+      embeddingBaseUrl: 'http://e/v1',
+      retrieval: { topK: 7, scoreThreshold: 0.25, mode: 'hybrid', rerank: true, queryRewrite: false },
+    });
+    const dense = await call({ usesDefaultProfile: true, effectiveSettings: { retrieval: { mode: personaV1.RetrievalMode.RETRIEVAL_MODE_DENSE } } }).fetch(OWNER, PERSONA);
+    assert.deepEqual(dense, { kind: 'default', retrieval: { mode: 'dense' } });
   });
 
   it('maps a profile the persona service reports missing, or leaves out, to missing', async () => {

@@ -287,8 +287,12 @@ describe(`the rag module on PostgreSQL and ${milvusAddress ? 'Milvus' : 'LanceDB
         return r.documents.length > 0 ? r : undefined;
       }, 'background chunks');
       assert.equal(documents[0]!.title, 'Background of Bob');
-      const sources = await sourcesOf(persona);
-      assert.equal(sources.length, 1);
+      // Chunks become searchable a moment before the job records its source (in one transaction with
+      // the job's success): wait for the source row.
+      const sources = await eventually(async () => {
+        const rows = await sourcesOf(persona);
+        return rows.length === 1 ? rows : undefined;
+      }, 'the background source');
       assert.equal(sources[0]!.kind, 'BACKGROUND');
     });
 

@@ -3,8 +3,32 @@ import { defineConfig, env } from '@chat/config';
 /** The scheduler's configuration. */
 export const schedulerConfig = defineConfig({
   SCHEDULER_GRPC_LISTEN: env.address().default('127.0.0.1:0'),
-  /** The whole reply must finish within this. */
+  /** The whole reply (every attempt and the waits between them) must finish within this. */
   SCHEDULER_REPLY_TIMEOUT_MS: env.millis().default(120_000),
+  /** Each attempt must stream its first text within this; past it the attempt is cut and retried. */
+  SCHEDULER_FIRST_TOKEN_TIMEOUT_MS: env.millis().default(30_000),
+  /**
+   * Messages of one Kafka partition the scheduler takes at once (above 1: different sessions run
+   * concurrently and are ordered by priority; one session's stay in order). 1 (the default) = one
+   * at a time; above 1 is not the default yet (decision 0008).
+   */
+  SCHEDULER_PARTITION_CONCURRENCY: env.positiveInt().default(1),
+  /** Generations running at once in one scheduler replica, over every profile. */
+  SCHEDULER_MAX_CONCURRENT_GENERATIONS: env.positiveInt().default(64),
+  /** Attempts of a reply (the first included) for retryable failures; then reply.failed and the DLT. */
+  SCHEDULER_MAX_ATTEMPTS: env.positiveInt().default(3),
+  /** Exponential backoff with full jitter between attempts: base and cap (also caps a Retry-After). */
+  SCHEDULER_RETRY_BASE_MS: env.millis().default(500),
+  SCHEDULER_RETRY_MAX_MS: env.millis().default(30_000),
+  /** A waiting message gains one priority level per this long (low priority is delayed, never starved). */
+  SCHEDULER_PRIORITY_AGING_MS: env.millis().default(5_000),
+  /** Limits of personas without an API profile (the default endpoint); unset: none. */
+  SCHEDULER_DEFAULT_MAX_CONCURRENT: env.positiveInt().optional(),
+  SCHEDULER_DEFAULT_REQUESTS_PER_MINUTE: env.positiveInt().optional(),
+  /** How long an API profile's limits are cached by the scheduler. */
+  SCHEDULER_PROFILE_CACHE_TTL_MS: env.millis().default(30_000),
+  /** Most dead letters the admin index keeps in memory (newest kept). */
+  SCHEDULER_DEAD_LETTER_INDEX_MAX: env.positiveInt().default(10_000),
   /** A RuntimeSession idle this long is evicted (its caches dropped). */
   SCHEDULER_IDLE_EVICT_MS: env.millis().default(300_000),
   /** Most uncovered messages read to build a prompt window (the token budget usually stops earlier). */

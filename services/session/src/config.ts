@@ -3,4 +3,6 @@ import { defineConfig, env } from '@chat/config';
 /** The session service's configuration. */
 export const sessionConfig = defineConfig({
   SESSION_GRPC_LISTEN: env.address().default('127.0.0.1:0'),
+  /** How long reply events stay replayable for WebSocket `resume` (hours); older ones are deleted. */
+  REPLY_EVENTS_RETENTION_HOURS: env.positiveInt().default(24),
 });

@@ -5,6 +5,7 @@ import { Topics, type EventBus, decodeEvent } from '@chat/events';
 import { startGrpcServer, wrapImplementation } from '@chat/grpc';
 import { defineModule } from '@chat/runtime';
 import { SessionRepository } from './adapters/postgres/session-repo.js';
+import { ReplyEventStore } from './adapters/postgres/reply-events.js';
 import { migrations, SCHEMA } from './adapters/postgres/migrations.js';
 import { sessionConfig } from './config.js';
 import { sessionHandlers } from './handlers/session-handlers.js';
@@ -28,6 +29,7 @@ class BoundedSet {
 
 export { sessionConfig } from './config.js';
 export { SessionRepository } from './adapters/postgres/session-repo.js';
+export { ReplyEventStore } from './adapters/postgres/reply-events.js';
 export { migrations as sessionMigrations, SCHEMA as SESSION_SCHEMA } from './adapters/postgres/migrations.js';
 export { sessionHandlers } from './handlers/session-handlers.js';
 
@@ -45,9 +47,15 @@ export const sessionModule = defineModule<ServiceEndpoint>({
     const bus = ctx.get<EventBus>('bus');
     await migrate(sequelize, SCHEMA, migrations, ctx.logger);
     const outbox = new Outbox(sequelize, SCHEMA, bus, ctx.logger);
-    outbox.start();
     const repo = new SessionRepository(sequelize, outbox);
     const personas = new PersonaClient(resolveTarget(ctx, 'persona'));
+    const replyEvents = new ReplyEventStore(sequelize, ctx.logger);
+    // Retention: reply events older than REPLY_EVENTS_RETENTION_HOURS go (checked every 10 minutes).
+    const retentionMs = cfg.REPLY_EVENTS_RETENTION_HOURS * 3_600_000;
+    const sweepRetention = () =>
+      replyEvents.deleteOlderThan(new Date(Date.now() - retentionMs)).catch((err: unknown) => ctx.logger.warn('reply event retention sweep failed', { err }));
+    const retention = setInterval(() => void sweepRetention(), Math.min(retentionMs, 600_000));
+    retention.unref();
 
     // Replies already marked streaming (bounded: the oldest are forgotten, which costs one no-op update).
     const streaming = new BoundedSet(10_000);
@@ -60,6 +68,8 @@ export const sessionModule = defineModule<ServiceEndpoint>({
         const event = decodeEvent(eventsV1.ReplyEvent, record, 'reply');
         const kind = event.kind;
         if (!kind) return;
+        // Every event is kept for `resume` (group-committed with the other partitions' events).
+        if (isUuid(event.sessionId) && event.seq > 0) await replyEvents.append({ sessionId: event.sessionId, seq: event.seq, payload: record.value });
         if (kind.$case === 'delta') {
           // One write per reply, not per delta: the first delta marks it streaming.
           if (streaming.has(event.replyId)) return;
@@ -104,16 +114,21 @@ export const sessionModule = defineModule<ServiceEndpoint>({
         {
           name: 'chat.session.v1.SessionService',
           definition: sessionV1.SessionServiceService,
-          implementation: wrapImplementation(sessionV1.SessionServiceService, sessionHandlers(repo, personas), ctx.logger),
+          implementation: wrapImplementation(sessionV1.SessionServiceService, sessionHandlers(repo, personas, replyEvents), ctx.logger),
         },
       ],
     });
+    // Publish what a crash left only once this service answers: the scheduler calls back
+    // (GetConversationWindow) for every event, and a call that finds no server fails the reply.
+    outbox.start();
     return {
       value: { address: server.address },
       crashed: Promise.race([replies.crashed, personaEvents.crashed]),
       stop: async () => {
+        clearInterval(retention);
         await server.stop();
         await replies.stop();
+        await replyEvents.close();
         await personaEvents.stop();
         await outbox.stop();
       },

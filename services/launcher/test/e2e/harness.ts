@@ -50,6 +50,9 @@ export function dumpOutput(procs: Proc[]): void {
   for (const p of procs) process.stderr.write(`\n--- ${p.name} (last lines) ---\n${p.output.slice(-40).join('\n')}\n`);
 }
 
+/** StopWaiting, thrown by a waitFor condition, ends the wait at once (e.g. a process it waits on exited). */
+export class StopWaiting extends Error {}
+
 /** waitFor polls fn until it returns a value other than undefined, or fails after timeoutMs. */
 export async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000, everyMs = 100): Promise<T> {
   const end = Date.now() + timeoutMs;
@@ -59,6 +62,7 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined>,
       const v = await fn();
       if (v !== undefined) return v;
     } catch (err) {
+      if (err instanceof StopWaiting) throw new Error(`gave up waiting for ${what}: ${err.message}`);
       last = err;
     }
     await new Promise((r) => setTimeout(r, everyMs));
@@ -146,7 +150,7 @@ export async function waitReady(base: string, procs: Proc[]): Promise<void> {
   await waitFor(
     'the gateway to be ready',
     async () => {
-      for (const p of procs) if (p.child.exitCode !== null) throw new Error(`${p.name} exited with ${p.child.exitCode}`);
+      for (const p of procs) if (p.child.exitCode !== null) throw new StopWaiting(`${p.name} exited with ${p.child.exitCode}`);
       const r = await fetch(`${base}/readyz`).catch(() => undefined);
       return r?.status === 200 ? true : undefined;
     },

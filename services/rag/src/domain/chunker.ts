@@ -1,4 +1,6 @@
-/** ChunkOptions tune the splitter. */
+import { RecursiveCharacterTextSplitter } from '@langchain/textsplitters';
+
+/** ChunkOptions tune the splitter (RAG_CHUNK_SIZE, RAG_CHUNK_OVERLAP). */
 export interface ChunkOptions {
   /** Largest chunk, in characters. */
   chunkSize?: number;
@@ -13,81 +15,49 @@ export interface TextChunk {
   text: string;
 }
 
-/** Separators from coarse to fine: paragraphs, lines, sentences, words, characters. */
-const SEPARATORS: Array<{ split: RegExp | string; join: string }> = [
-  { split: /\n\s*\n/, join: '\n\n' },
-  { split: '\n', join: '\n' },
-  { split: /(?<=[.!?])\s+/, join: ' ' },
-  { split: ' ', join: ' ' },
-  { split: '', join: '' },
-];
+/** The default chunk size and overlap, in characters. */
+export const DEFAULT_CHUNK_SIZE = 800;
+export const DEFAULT_CHUNK_OVERLAP = 100;
 
-function contains(text: string, sep: RegExp | string): boolean {
-  return typeof sep === 'string' ? sep === '' || text.includes(sep) : sep.test(text);
+/**
+ * Separators from coarse to fine: paragraphs, lines, sentence ends (Latin and CJK), words, then
+ * characters. The splitter keeps each separator at the start of the piece that follows it.
+ */
+const SEPARATORS = ['\n\n', '\n', '. ', '! ', '? ', '。', '！', '？', '; ', ', ', ' ', ''];
+
+function splitter(options: ChunkOptions): RecursiveCharacterTextSplitter {
+  const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
+  const chunkOverlap = options.chunkOverlap ?? DEFAULT_CHUNK_OVERLAP;
+  if (!Number.isInteger(chunkSize) || chunkSize < 1) throw new Error('chunkSize must be a whole number of at least 1');
+  if (!Number.isInteger(chunkOverlap) || chunkOverlap < 0 || chunkOverlap >= chunkSize) throw new Error('chunkOverlap must be at least 0 and below chunkSize');
+  return new RecursiveCharacterTextSplitter({ chunkSize, chunkOverlap, separators: SEPARATORS, keepSeparator: true });
+}
+
+/** tidy drops the separator a piece starts with when it is only punctuation left from a sentence cut. */
+function tidy(piece: string): string {
+  return piece.replace(/^[.!?;,。！？]\s*/, '').trim();
 }
 
 /**
- * splitText is a recursive character splitter: it cuts at the coarsest separator present, keeps
- * pieces that fit, and cuts oversized pieces again with the next finer separator; then it merges
- * neighbouring pieces into chunks of up to chunkSize characters that overlap by about chunkOverlap.
+ * splitText cuts text into chunks of at most chunkSize characters that overlap by about
+ * chunkOverlap, with LangChain's RecursiveCharacterTextSplitter: it cuts at the coarsest
+ * separator present (paragraphs, then lines, sentences, words, characters) and merges neighbouring
+ * pieces back up to the chunk size.
  */
-export function splitText(text: string, options: ChunkOptions = {}): string[] {
-  const chunkSize = options.chunkSize ?? 800;
-  const overlap = options.chunkOverlap ?? 100;
-  if (chunkSize < 1) throw new Error('chunkSize must be at least 1');
-  if (overlap < 0 || overlap >= chunkSize) throw new Error('chunkOverlap must be at least 0 and below chunkSize');
-
-  const merge = (pieces: string[], join: string): string[] => {
-    const out: string[] = [];
-    let current: string[] = [];
-    let total = 0;
-    const len = (parts: string[]) => parts.reduce((n, p) => n + p.length, 0) + join.length * Math.max(0, parts.length - 1);
-    for (const piece of pieces) {
-      const added = piece.length + (current.length > 0 ? join.length : 0);
-      if (total + added > chunkSize && current.length > 0) {
-        const doc = current.join(join).trim();
-        if (doc) out.push(doc);
-        // Drop pieces from the front until what is left fits in the overlap and leaves room for the new piece.
-        while (current.length > 0 && (total > overlap || (total + piece.length + join.length > chunkSize && total > 0))) {
-          current.shift();
-          total = len(current);
-        }
-      }
-      current.push(piece);
-      total = len(current);
-    }
-    const doc = current.join(join).trim();
-    if (doc) out.push(doc);
-    return out;
-  };
-
-  const recurse = (input: string, level: number): string[] => {
-    let i = level;
-    while (i < SEPARATORS.length - 1 && !contains(input, SEPARATORS[i]!.split)) i++;
-    const { split, join } = SEPARATORS[i]!;
-    const pieces = (split === '' ? [...input] : input.split(split)).map((p) => (split === '' ? p : p.trim())).filter((p) => p.length > 0);
-    const out: string[] = [];
-    let fitting: string[] = [];
-    for (const piece of pieces) {
-      if (piece.length <= chunkSize) {
-        fitting.push(piece);
-        continue;
-      }
-      if (fitting.length) out.push(...merge(fitting, join));
-      fitting = [];
-      if (i >= SEPARATORS.length - 1) out.push(piece);
-      else out.push(...recurse(piece, i + 1));
-    }
-    if (fitting.length) out.push(...merge(fitting, join));
-    return out;
-  };
-
+export async function splitText(text: string, options: ChunkOptions = {}): Promise<string[]> {
+  const s = splitter(options);
   const clean = text.replace(/\r\n?/g, '\n').trim();
   if (!clean) return [];
-  return recurse(clean, 0);
+  const pieces = await s.splitText(clean);
+  return pieces.map(tidy).filter((p) => p.length > 0);
 }
 
 /** chunkText splits a source's text into chunks that each keep the source title. */
-export function chunkText(text: string, title: string, options: ChunkOptions = {}): TextChunk[] {
-  return splitText(text, options).map((t, index) => ({ index, title, text: t }));
+export async function chunkText(text: string, title: string, options: ChunkOptions = {}): Promise<TextChunk[]> {
+  return (await splitText(text, options)).map((t, index) => ({ index, title, text: t }));
+}
+
+/** embeddingInput is what gets embedded for a chunk: the source title above the chunk text, so a chunk is found by its document's subject too. */
+export function embeddingInput(chunk: Pick<TextChunk, 'title' | 'text'>): string {
+  return chunk.title ? `${chunk.title}\n${chunk.text}` : chunk.text;
 }

@@ -65,6 +65,9 @@ export class Generator {
       query: userMessage,
       topK: input.topK,
       scoreThreshold: input.scoreThreshold,
+      // Mode, rerank and query rewrite follow the persona's settings; rewriting reads the history.
+      history: input.history,
+      signal,
     });
     const messages = buildPrompt({ systemPrompt: input.systemPrompt, passages: chunks, history: input.history, userMessage, summary: input.summary });
 
@@ -79,7 +82,8 @@ export class Generator {
       type: 'completed',
       content,
       model: model.model,
-      citations: chunks.map((c) => ({ sourceId: c.sourceId, title: c.title, url: c.url, chunkId: c.id, score: c.score })),
+      // A citation's score is the cosine similarity in every retrieval mode (the ranking scores of hybrid and rerank are on other scales).
+      citations: chunks.map((c) => ({ sourceId: c.sourceId, title: c.title, url: c.url, chunkId: c.id, score: c.scores?.dense ?? c.score })),
     };
   }
 }

@@ -1,4 +1,6 @@
 import { AppError, Code } from '@chat/errors';
+import type { RetrievalPrefs } from './retrieval.js';
+import type { ConfiguredEmbedder } from './spaces.js';
 
 /** LlmTarget is an OpenAI-compatible endpoint: where to send a chat completion, with which key. */
 export interface LlmTarget {
@@ -16,11 +18,15 @@ export interface SealedKey {
 }
 
 /** PersonaProfile is what the persona service says about a persona's API profile. */
-export type PersonaProfile =
+export type PersonaProfile = (
   | { kind: 'default' }
-  | { kind: 'profile'; profileId: string; baseUrl: string; model: string; sealedKey?: SealedKey }
+  | { kind: 'profile'; profileId: string; baseUrl: string; model: string; sealedKey?: SealedKey; embeddingModel?: string; embeddingBaseUrl?: string }
   /** The persona names a profile that does not exist (any more). */
-  | { kind: 'missing'; profileId?: string };
+  | { kind: 'missing'; profileId?: string }
+) & {
+  /** The persona's effective retrieval settings, when the source knows them. */
+  retrieval?: RetrievalPrefs;
+};
 
 /**
  * PersonaProfileSource looks a persona's profile up at run time (ResolvePersona). Failures are
@@ -92,10 +98,40 @@ export class ProfileResolver {
     }
   }
 
+  /**
+   * embedding is the embedding model the persona's profile names: the profile's embedding_model at
+   * embedding_base_url (else the profile's base_url) with the profile's key; the local embedder
+   * for the default profile and for profiles without an embedding_model.
+   */
+  async embedding(ownerId: string, personaId: string): Promise<ConfiguredEmbedder> {
+    const profile = await this.profileOf(ownerId, personaId);
+    if (profile.kind === 'missing') {
+      throw profileUnusable('the API profile of this persona is missing; set its api_profile_id to an existing profile', { persona_id: personaId });
+    }
+    if (profile.kind === 'default' || !profile.embeddingModel) return { spec: { provider: 'local', model: this.localEmbeddingModel, baseUrl: '' }, apiKey: '' };
+    return {
+      spec: { provider: 'openai', model: profile.embeddingModel, baseUrl: profile.embeddingBaseUrl || profile.baseUrl },
+      apiKey: this.keyOf(profile.profileId, profile.sealedKey),
+    };
+  }
+
+  /** retrieval is the persona's effective retrieval settings ({} when unknown). */
+  async retrieval(ownerId: string, personaId: string): Promise<RetrievalPrefs> {
+    return (await this.profileOf(ownerId, personaId)).retrieval ?? {};
+  }
+
+  /** The name of the local embedder, reported for personas that use it. */
+  localEmbeddingModel = 'local-hash-384';
+
   /** invalidatePersona drops a persona's cached resolution (persona upserted or deleted). */
   invalidatePersona(personaId: string): void {
     this.generation++;
     this.personas.delete(personaId);
+  }
+
+  /** personasOf lists the personas whose cached resolution names the profile. */
+  personasOf(profileId: string): string[] {
+    return [...this.personas].filter(([, e]) => e.profile.kind === 'profile' && e.profile.profileId === profileId).map(([id]) => id);
   }
 
   /** invalidateProfile drops every resolution naming the profile and its opened keys (profile changed or deleted). */

@@ -27,11 +27,15 @@ export interface PromptInput {
 export const SUMMARY_PREAMBLE = 'Summary of the earlier conversation (older turns that are no longer quoted below):';
 
 /**
- * neutralise keeps quoted text from forging the passage markers: any run of three or more angle
- * brackets is broken up, so a passage can neither close its own block nor open a new one.
+ * neutralise keeps quoted text from forging the prompt's markers: any run of three or more angle
+ * brackets, and of five or more hyphens, becomes look-alike characters, so a passage can neither
+ * close its own block, open a new one, nor end the knowledge section.
  */
 export function neutralise(text: string): string {
-  return text.replace(/<{3,}/g, (m) => '‹'.repeat(m.length)).replace(/>{3,}/g, (m) => '›'.repeat(m.length));
+  return text
+    .replace(/<{3,}/g, (m) => '‹'.repeat(m.length))
+    .replace(/>{3,}/g, (m) => '›'.repeat(m.length))
+    .replace(/-{5,}/g, (m) => '‐'.repeat(m.length));
 }
 
 /** knowledgeSection renders passages as numbered, quoted blocks after the framing sentence. */

@@ -1,6 +1,6 @@
 import { ragV1 } from '@chat/contracts';
 import type { HistoryTurn } from '../domain/prompt.js';
-import type { IngestJob, JobStatus, ScoredChunk, SourceKind } from '../domain/types.js';
+import type { IngestJob, JobStatus, KnowledgeSource, KnowledgeStats, ReembedJob, RetrievalMode, ScoredChunk, SourceKind } from '../domain/types.js';
 
 /** sourceKind maps the wire enum to the domain kind; unspecified means plain text. */
 export function sourceKind(kind: ragV1.SourceKind): SourceKind {
@@ -32,11 +32,73 @@ export function jobToWire(job: IngestJob): ragV1.IngestJob {
     sourceId: job.status === 'succeeded' ? job.sourceId : '',
     createdAt: job.createdAt,
     updatedAt: job.updatedAt,
+    stage: job.stage,
   };
 }
 
 export function documentToWire(c: ScoredChunk): ragV1.Document {
-  return { chunkId: c.id, sourceId: c.sourceId, title: c.title, url: c.url, text: c.text, score: c.score };
+  const s = c.scores ?? {};
+  return {
+    chunkId: c.id,
+    sourceId: c.sourceId,
+    title: c.title,
+    url: c.url,
+    text: c.text,
+    score: c.score,
+    denseScore: s.dense,
+    lexicalScore: s.lexical,
+    fusedScore: s.fused,
+    rerankScore: s.rerank,
+  };
+}
+
+/** modeFromWire maps the wire retrieval mode; unspecified means the persona's setting. */
+export function modeFromWire(mode: ragV1.RetrievalMode): RetrievalMode | undefined {
+  if (mode === ragV1.RetrievalMode.RETRIEVAL_MODE_DENSE) return 'dense';
+  if (mode === ragV1.RetrievalMode.RETRIEVAL_MODE_HYBRID) return 'hybrid';
+  return undefined;
+}
+
+export function modeToWire(mode: RetrievalMode): ragV1.RetrievalMode {
+  return mode === 'hybrid' ? ragV1.RetrievalMode.RETRIEVAL_MODE_HYBRID : ragV1.RetrievalMode.RETRIEVAL_MODE_DENSE;
+}
+
+const KIND: Record<SourceKind, ragV1.SourceKind> = {
+  TEXT: ragV1.SourceKind.SOURCE_KIND_TEXT,
+  URL: ragV1.SourceKind.SOURCE_KIND_URL,
+  BACKGROUND: ragV1.SourceKind.SOURCE_KIND_BACKGROUND,
+};
+
+export function knowledgeSourceToWire(s: KnowledgeSource): ragV1.KnowledgeSource {
+  return { id: s.id, kind: KIND[s.kind] ?? ragV1.SourceKind.SOURCE_KIND_TEXT, title: s.title, url: s.url, chunks: s.chunkCount, bytes: s.bytes, createdAt: s.createdAt };
+}
+
+export function knowledgeStatsToWire(s: KnowledgeStats): ragV1.KnowledgeStats {
+  return {
+    sources: s.sources,
+    chunks: s.chunks,
+    bytes: s.bytes,
+    embeddingModel: s.embeddingModel,
+    embeddingDimensions: s.embeddingDimensions,
+    configuredEmbeddingModel: s.configuredEmbeddingModel,
+    lastUpdate: s.lastUpdate,
+    reembedJobId: s.reembedJobId,
+  };
+}
+
+/** reembedJobToWire shows a re-embed job as an ingest job (GetIngestJob serves both). */
+export function reembedJobToWire(job: ReembedJob): ragV1.IngestJob {
+  return {
+    id: job.id,
+    personaId: job.personaId,
+    status: STATUS[job.status],
+    chunksDone: job.chunksDone,
+    chunksTotal: job.chunksTotal,
+    error: job.error,
+    sourceId: '',
+    createdAt: job.createdAt,
+    updatedAt: job.updatedAt,
+  };
 }
 
 /** history keeps the user and assistant turns; turns without a role are dropped. */

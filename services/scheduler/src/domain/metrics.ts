@@ -28,6 +28,16 @@ export function schedulerMetrics() {
       help: 'Time from a reply starting to run to its first streamed delta',
       buckets: DURATION_BUCKETS,
     }),
+    retries: counter<'reason'>({
+      name: 'chat_scheduler_retries_total',
+      help: 'Reply attempts that failed with a retryable cause and were tried again, by reason (llm_unavailable, llm_rate_limited, first_token_timeout, …)',
+      labelNames: ['reason'],
+    }),
+    deadLetters: counter<'reason'>({
+      name: 'chat_scheduler_dead_letters_total',
+      help: 'Replies that failed for good (reply.failed sent) whose message was handed to the dead-letter topic, by reason',
+      labelNames: ['reason'],
+    }),
     replies: counter<'outcome'>({
       name: 'chat_scheduler_replies_total',
       help: 'Replies finished, by outcome (completed|failed|cancelled; skipped = redelivered message whose reply was already final)',

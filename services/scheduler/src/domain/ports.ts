@@ -3,6 +3,8 @@ import type { eventsV1, personaV1, ragV1, sessionV1 } from '@chat/contracts';
 /** The calls the scheduler makes to other services; the generated gRPC clients satisfy them. */
 export interface SchedulerPorts {
   getPersona(req: { ownerId: string; id: string }): Promise<personaV1.GetPersonaResponse>;
+  /** The API profile a persona names, for its limits; without it no per-profile limits apply. */
+  getApiProfile?(req: { ownerId: string; id: string }): Promise<personaV1.GetApiProfileResponse>;
   /** The summary and the newest uncovered messages before a message (bounded by maxMessages). */
   getConversationWindow(req: { ownerId: string; sessionId: string; beforeMessageId: string; maxMessages: number; replyId: string }): Promise<sessionV1.GetConversationWindowResponse>;
   generate(req: Partial<ragV1.GenerateRequest>, options: { deadlineMs?: number; signal?: AbortSignal }): AsyncIterable<ragV1.GenerateResponse>;

@@ -1,14 +1,18 @@
-import { eventsV1, ragV1, sessionV1 } from '@chat/contracts';
+import { eventsV1, ragV1, sessionV1, type personaV1 } from '@chat/contracts';
 import { AppError, Code, toAppError } from '@chat/errors';
 import type { Logger } from '@chat/logger';
+import { ProfileLimiter, type ProfileLimits } from './limits.js';
 import { priorityBucket, schedulerMetrics } from './metrics.js';
+import { clampPriority, pickNext } from './policy.js';
 import { ReplyPublisher } from './reply-publisher.js';
 import type { SchedulerPorts } from './ports.js';
+import { classify, interrupted, retryDelayMs, type RetryPolicy } from './retry.js';
 import type { Summarizer } from './summarizer.js';
 import { buildWindow, type Tokenizer, type WindowTurn } from './window.js';
 
-/** SchedulerOptions tune the scheduler. */
+/** SchedulerOptions tune the scheduler. Fields after knowledgeReserveTokens have defaults. */
 export interface SchedulerOptions {
+  /** The whole reply (every attempt and the waits between them) must finish within this. */
   replyTimeoutMs: number;
   idleEvictMs: number;
   /** Most uncovered messages read for the window (the token budget usually stops earlier). */
@@ -17,6 +21,63 @@ export interface SchedulerOptions {
   defaultBudgetTokens: number;
   /** Tokens kept free for retrieved knowledge. */
   knowledgeReserveTokens: number;
+  /** Each attempt must stream its first delta within this (default: replyTimeoutMs, i.e. no separate deadline). */
+  firstTokenTimeoutMs?: number;
+  /** Generations running at once in this replica, over every profile (default 64). */
+  maxConcurrent?: number;
+  /** Attempts and backoff of retryable failures (default 3 attempts, 500 ms base, 30 s cap). */
+  retry?: RetryPolicy;
+  /** A waiting message gains one priority level per agingMs (default 5000). */
+  agingMs?: number;
+  /** Limits of personas that use the default endpoint (no API profile); default none. */
+  defaultLimits?: ProfileLimits;
+  /** How long a profile's limits are cached (default 30 s). */
+  profileCacheTtlMs?: number;
+}
+
+/** PushOptions describe how a message reached the scheduler. */
+export interface PushOptions {
+  /** Set when an operator replayed the message from the dead-letter topic: the dead letter's id. */
+  replayOf?: string;
+  /**
+   * Aborted when this replica no longer owns the message (its partition went to another replica in
+   * a rebalance): the message is dropped here without a final event (the new owner delivers it
+   * again; a reply that had streamed text is then failed there, never re-run).
+   */
+  signal?: AbortSignal;
+}
+
+/** PartitionRevoked rejects push() for a message whose partition this replica lost (not acknowledged). */
+export class PartitionRevoked extends Error {
+  override readonly name = 'PartitionRevoked';
+  constructor() {
+    super('the message was revoked from this replica (rebalance); its new owner handles it');
+  }
+}
+
+/** SchedulerStopping rejects messages the scheduler gave back at shutdown: not acknowledged, delivered again later. */
+export class SchedulerStopping extends Error {
+  override readonly name = 'SchedulerStopping';
+  constructor() {
+    super('the scheduler is stopping; the message is left for redelivery');
+  }
+}
+
+/**
+ * ReplyGivenUp rejects push() when a reply failed for good (after its attempts, or at once for a
+ * final cause) and its `reply.failed` is published: the bus then dead-letters the message at once
+ * (the name makes it a permanent error for `isPermanent`), with the reason, cause and attempts.
+ */
+export class ReplyGivenUp extends Error {
+  override readonly name = 'PermanentError';
+  constructor(
+    message: string,
+    readonly reason: string,
+    readonly attempts: number,
+    cause: unknown,
+  ) {
+    super(message, { cause });
+  }
 }
 
 const FINAL = new Set([
@@ -25,27 +86,90 @@ const FINAL = new Set([
   sessionV1.MessageStatus.MESSAGE_STATUS_CANCELLED,
 ]);
 
+type Outcome = 'completed' | 'failed' | 'cancelled' | 'skipped';
+
+interface Prepared {
+  request: Partial<ragV1.GenerateRequest>;
+  persona: personaV1.Persona;
+  win: sessionV1.GetConversationWindowResponse;
+  oldestKept: number | undefined;
+}
+
+/** Job is one message on its way through a RuntimeSession. */
+interface Job {
+  m: eventsV1.MessageCreated;
+  replayOf?: string;
+  priority: number;
+  enqueuedAt: number;
+  order: number;
+  bucket: { priority: 'low' | 'normal' | 'high' };
+  /** Counted in the queue-length gauge (waiting, not running). */
+  waiting: boolean;
+  running: boolean;
+  resolving: boolean;
+  profileKey?: string;
+  limits?: ProfileLimits;
+  persona?: personaV1.Persona;
+  /** Not before this time (ms, Date.now): the backoff of a retry. */
+  notBefore: number;
+  attempt: number;
+  /** Date.now() when the first attempt started, and the whole-reply deadline. */
+  deadlineAt?: number;
+  startedPerf?: number;
+  streamed: boolean;
+  cancelled: boolean;
+  /** Finalized (its last event published or given up): nothing may touch it any more. */
+  done: boolean;
+  /** Its partition went to another replica: dropped without a final event. */
+  revoked: boolean;
+  controller?: AbortController;
+  prepared?: Prepared;
+  publisher?: ReplyPublisher;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
 /**
- * RuntimeSession is the sticky execution context of one active session: its messages run one at a
- * time in arrival order, and it keeps the session's event sequence number.
+ * RuntimeSession is the sticky execution context of one active session in this replica (the
+ * replica owns it through the partition of the session's key): a FIFO of its messages, at most one
+ * of them running, and the session's event sequence number. Idle ones are evicted.
  */
 class RuntimeSession {
   /** The last seq published for this session; undefined until read from the session service. */
   seq: number | undefined;
-  tail: Promise<void> = Promise.resolve();
-  queued = 0;
+  readonly queue: Job[] = [];
   lastActive = Date.now();
   constructor(readonly id: string) {}
+  get running(): boolean {
+    return this.queue[0]?.running ?? false;
+  }
 }
 
-/** Scheduler runs user messages through RuntimeSessions and publishes the replies as events. */
+/**
+ * Scheduler runs user messages through RuntimeSessions and publishes the replies as events.
+ * Across sessions it picks the next message by priority with aging (decision 0008), within a
+ * replica-wide concurrency cap and per-profile concurrency and rate limits; it owns the retries
+ * of a reply (decision 0009) and never re-runs a reply that already streamed text.
+ */
 export class Scheduler {
   private readonly sessions = new Map<string, RuntimeSession>();
-  private readonly inFlight = new Map<string, { ownerId: string; sessionId: string; controller: AbortController }>();
   private readonly evictTimer: NodeJS.Timeout;
+  private wakeTimer: NodeJS.Timeout | undefined;
+  private wakeAt = Infinity;
+  private running = 0;
+  private order = 0;
   private completed = 0;
   private failed = 0;
+  private retries = 0;
+  private deadLettered = 0;
+  private stopping = false;
+  private readonly limiter = new ProfileLimiter();
+  private readonly profileCache = new Map<string, { limits: ProfileLimits; expiresAt: number }>();
   private readonly metrics = schedulerMetrics();
+  private readonly retry: RetryPolicy;
+  private readonly maxConcurrent: number;
+  private readonly agingMs: number;
+  private readonly firstTokenTimeoutMs: number;
 
   constructor(
     private readonly ports: SchedulerPorts,
@@ -54,172 +178,552 @@ export class Scheduler {
     private readonly tokenizer: Tokenizer,
     private readonly summarizer?: Summarizer,
   ) {
+    this.retry = options.retry ?? { maxAttempts: 3, baseMs: 500, maxMs: 30_000 };
+    this.maxConcurrent = Math.max(1, options.maxConcurrent ?? 64);
+    this.agingMs = Math.max(1, options.agingMs ?? 5_000);
+    this.firstTokenTimeoutMs = options.firstTokenTimeoutMs ?? options.replyTimeoutMs;
     this.evictTimer = setInterval(() => this.evictIdle(), Math.min(options.idleEvictMs, 60_000));
     this.evictTimer.unref();
   }
 
-  /** push enqueues a message on its session's RuntimeSession; resolves when its outcome is published. */
-  push(message: eventsV1.MessageCreated): Promise<void> {
+  /**
+   * push queues a message on its session's RuntimeSession. It resolves when the reply's outcome
+   * (completed, cancelled, or skipped as already final) is published; it rejects with a
+   * permanent error once a failed reply's `reply.failed` is published (the bus dead-letters the
+   * message), or with another error when the message must be delivered again.
+   */
+  push(message: eventsV1.MessageCreated, options: PushOptions = {}): Promise<void> {
+    if (this.stopping) return Promise.reject(new SchedulerStopping());
     let rs = this.sessions.get(message.sessionId);
     if (!rs) {
       rs = new RuntimeSession(message.sessionId);
       this.sessions.set(message.sessionId, rs);
     }
-    const runtime = rs;
-    runtime.queued++;
-    const bucket = { priority: priorityBucket(message.priority) };
-    this.metrics.queueLength.inc(bucket);
-    const run = runtime.tail.then(() => {
-      this.metrics.queueLength.dec(bucket);
-      return this.run(runtime, message);
+    rs.lastActive = Date.now();
+    const priority = clampPriority(message.priority);
+    return new Promise<void>((resolve, reject) => {
+      const job: Job = {
+        m: message,
+        replayOf: options.replayOf,
+        priority,
+        enqueuedAt: Date.now(),
+        order: this.order++,
+        bucket: { priority: priorityBucket(priority) },
+        waiting: false,
+        running: false,
+        resolving: false,
+        notBefore: 0,
+        attempt: 1,
+        streamed: false,
+        cancelled: false,
+        done: false,
+        revoked: false,
+        resolve,
+        reject,
+      };
+      if (options.signal?.aborted) return reject(new PartitionRevoked());
+      options.signal?.addEventListener('abort', () => this.revoke(rs, job), { once: true });
+      this.setWaiting(job, true);
+      rs.queue.push(job);
+      this.pump();
     });
-    runtime.tail = run.catch(() => {});
-    return run.finally(() => {
-      runtime.queued--;
-      runtime.lastActive = Date.now();
-    });
+  }
+
+  /** revoke drops a message whose partition this replica lost: a running one is aborted first. */
+  private revoke(rs: RuntimeSession, job: Job): void {
+    if (job.done) return;
+    job.revoked = true;
+    if (job.running) {
+      job.controller?.abort();
+      return;
+    }
+    this.dropRevoked(rs, job);
+  }
+
+  private dropRevoked(rs: RuntimeSession, job: Job): void {
+    if (job.done) return;
+    job.done = true;
+    this.remove(rs, job);
+    job.running = false;
+    this.logger.info('message revoked from this replica (rebalance); its new owner handles it', { reply_id: job.m.replyId });
+    job.reject(new PartitionRevoked());
+    this.pump();
   }
 
   /** cancel stops a queued or running reply of this replica. */
   cancel(ownerId: string, sessionId: string, replyId: string): boolean {
-    const f = this.inFlight.get(replyId);
-    if (!f || f.ownerId !== ownerId || f.sessionId !== sessionId) return false;
-    f.controller.abort();
+    const rs = this.sessions.get(sessionId);
+    const job = rs?.queue.find((j) => j.m.replyId === replyId);
+    if (!rs || !job || job.m.ownerId !== ownerId || job.cancelled) return false;
+    job.cancelled = true;
+    job.controller?.abort();
+    // A waiting one is finished as cancelled when its turn in the session comes (events stay in order).
+    this.pump();
     return true;
   }
 
-  /** stats is a snapshot for GetStats and metrics. */
+  /** stats is a snapshot for GetStats. */
   stats() {
     let queued = 0;
-    for (const rs of this.sessions.values()) queued += Math.max(0, rs.queued - (this.runningIn(rs.id) ? 1 : 0));
-    return { runtimeSessions: this.sessions.size, queued, inFlight: this.inFlight.size, completed: this.completed, failed: this.failed };
+    for (const rs of this.sessions.values()) for (const j of rs.queue) if (!j.running) queued++;
+    return {
+      runtimeSessions: this.sessions.size,
+      queued,
+      inFlight: this.running,
+      completed: this.completed,
+      failed: this.failed,
+      retries: this.retries,
+      deadLettered: this.deadLettered,
+    };
   }
 
-  /** stop ends the eviction timer and aborts replies in progress. */
+  /**
+   * shutdown gives back every message that has not started (rejected with SchedulerStopping: the
+   * bus leaves it unacknowledged, so it is delivered again) and refuses new ones; replies already
+   * running finish. Call it right after the subscription started stopping.
+   */
+  shutdown(): void {
+    this.stopping = true;
+    for (const rs of this.sessions.values()) {
+      for (const job of rs.queue.filter((j) => !j.running)) {
+        this.remove(rs, job);
+        job.reject(new SchedulerStopping());
+      }
+    }
+  }
+
+  /** stop ends the timers and aborts replies in progress. */
   stop(): void {
+    this.stopping = true;
     clearInterval(this.evictTimer);
-    for (const f of this.inFlight.values()) f.controller.abort();
+    if (this.wakeTimer) clearTimeout(this.wakeTimer);
+    for (const rs of this.sessions.values()) for (const j of rs.queue) j.controller?.abort();
   }
 
-  private runningIn(sessionId: string): boolean {
-    for (const f of this.inFlight.values()) if (f.sessionId === sessionId) return true;
-    return false;
+  private setWaiting(job: Job, waiting: boolean): void {
+    if (job.waiting === waiting) return;
+    job.waiting = waiting;
+    if (waiting) this.metrics.queueLength.inc(job.bucket);
+    else this.metrics.queueLength.dec(job.bucket);
+  }
+
+  private remove(rs: RuntimeSession, job: Job): void {
+    const i = rs.queue.indexOf(job);
+    if (i >= 0) rs.queue.splice(i, 1);
+    this.setWaiting(job, false);
+    rs.lastActive = Date.now();
   }
 
   private evictIdle(): void {
     const now = Date.now();
-    for (const [id, rs] of this.sessions) if (rs.queued === 0 && now - rs.lastActive > this.options.idleEvictMs) this.sessions.delete(id);
+    for (const [id, rs] of this.sessions) if (rs.queue.length === 0 && now - rs.lastActive > this.options.idleEvictMs) this.sessions.delete(id);
+    this.limiter.sweep(now);
+    for (const [k, v] of this.profileCache) if (v.expiresAt <= now) this.profileCache.delete(k);
   }
 
-  /** run is RuntimeSession.run: resolve persona and history, generate, publish every step. */
-  private async run(rs: RuntimeSession, m: eventsV1.MessageCreated): Promise<void> {
-    const controller = new AbortController();
-    this.inFlight.set(m.replyId, { ownerId: m.ownerId, sessionId: m.sessionId, controller });
-    this.metrics.inflight.inc();
-    const started = performance.now();
-    const seconds = () => (performance.now() - started) / 1000;
-    let firstToken = true;
-    const publisher = new ReplyPublisher(m.sessionId, (id, events) => this.ports.publish(id, events));
-    const base = { sessionId: m.sessionId, replyId: m.replyId, messageId: m.messageId, ownerId: m.ownerId };
-    const next = (kind: eventsV1.ReplyEvent['kind']) => {
-      rs.seq = (rs.seq ?? 0) + 1;
-      publisher.push(eventsV1.ReplyEvent.fromPartial({ ...base, seq: rs.seq, kind } as eventsV1.ReplyEvent));
-    };
-    try {
-      const win = await this.ports.getConversationWindow({
-        ownerId: m.ownerId,
-        sessionId: m.sessionId,
-        beforeMessageId: m.messageId,
-        maxMessages: this.options.windowMaxMessages,
-        replyId: m.replyId,
-      });
-      rs.seq = Math.max(rs.seq ?? 0, win.session?.lastSeq ?? 0);
-      if (FINAL.has(win.replyStatus)) {
-        this.logger.info('reply already final; redelivered message skipped', { reply_id: m.replyId });
-        this.metrics.replies.inc({ outcome: 'skipped' });
+  /**
+   * pump starts what may start: while the replica has a free slot, the head message of a session
+   * with nothing running, whose backoff is over and whose profile has a free slot and rate budget,
+   * with the highest effective priority (decision 0008).
+   */
+  private pump(): void {
+    if (this.stopping) return;
+    for (;;) {
+      const now = Date.now();
+      let wake = Infinity;
+      const ready: Array<{ rs: RuntimeSession; job: Job }> = [];
+      for (const rs of this.sessions.values()) {
+        const job = rs.queue[0];
+        if (!job || job.running) continue;
+        if (job.cancelled) {
+          // Needs no slot: report it in the session's order and move on.
+          void this.finishCancelledWaiting(rs, job);
+          continue;
+        }
+        if (job.notBefore > now) {
+          wake = Math.min(wake, job.notBefore);
+          continue;
+        }
+        if (job.profileKey === undefined) {
+          if (!job.resolving) void this.resolveProfile(rs, job);
+          continue;
+        }
+        const at = this.limiter.readyAt(job.profileKey, job.limits ?? {}, now);
+        if (at > now) {
+          if (Number.isFinite(at)) wake = Math.min(wake, at);
+          continue;
+        }
+        ready.push({ rs, job });
+      }
+      if (this.running >= this.maxConcurrent || ready.length === 0) {
+        this.scheduleWake(wake);
         return;
       }
-      const { persona } = await this.ports.getPersona({ ownerId: m.ownerId, id: m.personaId });
-      if (!persona) throw AppError.notFound('persona', m.personaId);
-      const turns: WindowTurn[] = win.messages
-        .filter((x) => x.status === sessionV1.MessageStatus.MESSAGE_STATUS_COMPLETED && x.content.trim())
-        .map((x) => ({ role: x.role === sessionV1.Role.ROLE_USER ? 'user' : 'assistant', content: x.content, position: Number(x.position) }));
-      const window = buildWindow(
-        {
-          budgetTokens: persona.settings?.historyBudgetTokens ?? this.options.defaultBudgetTokens,
-          systemPrompt: persona.systemPrompt,
-          userMessage: m.content,
-          knowledgeReserveTokens: this.options.knowledgeReserveTokens,
-          summary: win.summary?.text ?? '',
-          turns,
-        },
-        this.tokenizer,
+      // Several heads may share a profile: start one, then look again (its limits changed).
+      const i = pickNext(
+        ready.map((r) => r.job),
+        now,
+        this.agingMs,
       );
-      const history = window.history.map((x) => ({ role: x.role === 'user' ? ragV1.ChatRole.CHAT_ROLE_USER : ragV1.ChatRole.CHAT_ROLE_ASSISTANT, content: x.content }));
-      const r = persona.settings?.retrieval;
-      const stream = this.ports.generate(
-        {
-          ownerId: m.ownerId,
-          personaId: m.personaId,
-          sessionId: m.sessionId,
-          replyId: m.replyId,
-          systemPrompt: persona.systemPrompt,
-          history,
-          summary: window.summary,
-          userMessage: m.content,
-          temperature: persona.settings?.temperature,
-          maxTokens: persona.settings?.maxTokens,
-          topK: r?.topK ?? 5,
-          scoreThreshold: r?.scoreThreshold,
-        },
-        { deadlineMs: this.options.replyTimeoutMs, signal: controller.signal },
-      );
-      let completed = false;
-      for await (const item of stream) {
-        if (item.item?.$case === 'delta') {
-          if (firstToken) this.metrics.firstToken.observe(seconds());
-          firstToken = false;
-          next({ $case: 'delta', value: { text: item.item.value.text } });
-        } else if (item.item?.$case === 'completed') {
-          next({ $case: 'completed', value: item.item.value });
-          completed = true;
-        }
-      }
-      if (!completed) throw AppError.unavailable('the reply stream ended without completing');
-      await publisher.flush();
-      this.completed++;
-      this.metrics.processing.observe({ outcome: 'completed' }, seconds());
-      this.metrics.replies.inc({ outcome: 'completed' });
-      // Off the critical path: the reply is out; fold what fell out of the window if it is enough.
-      if (this.summarizer) {
-        const oldestKept = window.history[0]?.position;
-        const foldBefore = oldestKept ?? (win.messages.length ? Number(win.messages[win.messages.length - 1]!.position) + 1 : 0);
-        const outside = win.olderUncovered + win.messages.filter((x) => Number(x.position) < foldBefore).length;
-        if (foldBefore > 0) {
-          this.summarizer.maybeSchedule({
-            ownerId: m.ownerId,
-            sessionId: m.sessionId,
-            personaId: m.personaId,
-            summary: { text: win.summary?.text ?? '', coveredUntil: Number(win.summary?.coveredUntil ?? 0), version: Number(win.summary?.version ?? 0) },
-            foldBefore,
-            outside,
-            temperature: persona.settings?.temperature,
-          });
-        }
+      const { rs, job } = ready[i]!;
+      void this.runAttempt(rs, job);
+    }
+  }
+
+  private scheduleWake(at: number): void {
+    if (!Number.isFinite(at)) return;
+    if (this.wakeTimer && at >= this.wakeAt) return;
+    if (this.wakeTimer) clearTimeout(this.wakeTimer);
+    this.wakeAt = at;
+    this.wakeTimer = setTimeout(
+      () => {
+        this.wakeTimer = undefined;
+        this.wakeAt = Infinity;
+        this.pump();
+      },
+      Math.max(0, at - Date.now()),
+    );
+    this.wakeTimer.unref();
+  }
+
+  /** resolveProfile finds the persona and its profile's limits (cached per profile) before the message may start. */
+  private async resolveProfile(rs: RuntimeSession, job: Job): Promise<void> {
+    job.resolving = true;
+    try {
+      const { persona } = await this.ports.getPersona({ ownerId: job.m.ownerId, id: job.m.personaId });
+      if (!persona) throw AppError.notFound('persona', job.m.personaId);
+      job.persona = persona;
+      const profileId = persona.apiProfileId;
+      // profileKey last: a pump that runs meanwhile must not see a key without its limits.
+      if (!profileId) {
+        job.limits = this.options.defaultLimits ?? {};
+        job.profileKey = 'default';
+      } else {
+        job.limits = await this.limitsOf(job.m.ownerId, profileId);
+        job.profileKey = `profile:${profileId}`;
       }
     } catch (err) {
-      const app = controller.signal.aborted ? new AppError(Code.Cancelled, 'the reply was cancelled', { reason: 'cancelled' }) : toAppError(err);
-      if (app.code === Code.Internal) this.logger.error('reply failed', { reply_id: m.replyId, err: app.cause ?? app });
-      else this.logger.warn('reply failed', { reply_id: m.replyId, code: app.reason, message: app.message });
-      this.failed++;
-      next({ $case: 'failed', value: { code: app.code === Code.Internal ? 'internal' : app.reason, message: app.code === Code.Internal ? 'internal error' : app.message } });
-      const outcome = app.code === Code.Cancelled ? 'cancelled' : 'failed';
-      this.metrics.processing.observe({ outcome }, seconds());
-      this.metrics.replies.inc({ outcome });
-      await publisher.flush();
+      // Nothing ran yet, so the failure is an attempt like any other (retried if retryable).
+      await this.attemptFailed(rs, job, toAppError(err));
     } finally {
-      this.inFlight.delete(m.replyId);
+      job.resolving = false;
+      this.pump();
+    }
+  }
+
+  private async limitsOf(ownerId: string, profileId: string): Promise<ProfileLimits> {
+    const hit = this.profileCache.get(profileId);
+    if (hit && hit.expiresAt > Date.now()) return hit.limits;
+    if (!this.ports.getApiProfile) return {};
+    let limits: ProfileLimits = {};
+    try {
+      const { profile } = await this.ports.getApiProfile({ ownerId, id: profileId });
+      const l = profile?.limits;
+      limits = {
+        ...(l?.maxConcurrentGenerations ? { maxConcurrent: l.maxConcurrentGenerations } : {}),
+        ...(l?.requestsPerMinute ? { requestsPerMinute: l.requestsPerMinute } : {}),
+      };
+    } catch (err) {
+      // A missing profile fails the reply in rag (profile_unusable); no limits apply to it here.
+      if (toAppError(err).code !== Code.NotFound) throw err;
+    }
+    this.profileCache.set(profileId, { limits, expiresAt: Date.now() + (this.options.profileCacheTtlMs ?? 30_000) });
+    return limits;
+  }
+
+  private publisherOf(job: Job): ReplyPublisher {
+    job.publisher ??= new ReplyPublisher(job.m.sessionId, (id, events) => this.ports.publish(id, events));
+    return job.publisher;
+  }
+
+  private emit(rs: RuntimeSession, job: Job, fields: Partial<eventsV1.ReplyEvent>): void {
+    rs.seq = (rs.seq ?? 0) + 1;
+    const base = { sessionId: job.m.sessionId, replyId: job.m.replyId, messageId: job.m.messageId, ownerId: job.m.ownerId, seq: rs.seq };
+    this.publisherOf(job).push(eventsV1.ReplyEvent.fromPartial({ ...base, ...fields } as eventsV1.DeepPartial<eventsV1.ReplyEvent>));
+  }
+
+  private async finishCancelledWaiting(rs: RuntimeSession, job: Job): Promise<void> {
+    job.running = true; // holds the session while the event goes out
+    this.setWaiting(job, false);
+    await this.finalize(rs, job, 'cancelled', new AppError(Code.Cancelled, 'the reply was cancelled', { reason: 'cancelled' }));
+  }
+
+  /** runAttempt runs one attempt of a job in a slot of the replica and of its profile. */
+  private async runAttempt(rs: RuntimeSession, job: Job): Promise<void> {
+    job.running = true;
+    this.setWaiting(job, false);
+    const key = job.profileKey!;
+    this.limiter.start(key, Date.now());
+    this.running++;
+    this.metrics.inflight.inc();
+    if (job.deadlineAt === undefined) {
+      job.deadlineAt = Date.now() + this.options.replyTimeoutMs;
+      job.startedPerf = performance.now();
+    }
+    const controller = new AbortController();
+    job.controller = controller;
+    if (job.cancelled) controller.abort();
+    let firstTokenExpired = false;
+    let replyExpired = false;
+    const replyTimer = setTimeout(
+      () => {
+        replyExpired = true;
+        controller.abort();
+      },
+      Math.max(0, job.deadlineAt - Date.now()),
+    );
+    let firstTokenTimer: NodeJS.Timeout | undefined;
+    let outcome: { ok: true; skipped?: boolean } | { ok: false; err: AppError };
+    try {
+      const prepared = job.prepared ?? (await this.prepare(rs, job));
+      if (!prepared) {
+        outcome = { ok: true, skipped: true };
+      } else {
+        job.prepared = prepared;
+        const remaining = job.deadlineAt - Date.now();
+        if (remaining <= 0) replyExpired = true;
+        if (remaining <= 0 || controller.signal.aborted) throw new Error('aborted before the model was called');
+        let sawDelta = false;
+        firstTokenTimer = setTimeout(
+          () => {
+            if (sawDelta) return;
+            firstTokenExpired = true;
+            controller.abort();
+          },
+          Math.min(this.firstTokenTimeoutMs, remaining),
+        );
+        const stream = this.ports.generate(prepared.request, { deadlineMs: remaining, signal: controller.signal });
+        let completed = false;
+        for await (const item of stream) {
+          if (controller.signal.aborted) break;
+          if (item.item?.$case === 'delta') {
+            if (!sawDelta) {
+              sawDelta = true;
+              clearTimeout(firstTokenTimer);
+              if (!job.streamed && job.startedPerf !== undefined) this.metrics.firstToken.observe((performance.now() - job.startedPerf) / 1000);
+            }
+            job.streamed = true;
+            this.emit(rs, job, { kind: { $case: 'delta', value: { text: item.item.value.text } } });
+          } else if (item.item?.$case === 'completed') {
+            this.emit(rs, job, { kind: { $case: 'completed', value: item.item.value } });
+            completed = true;
+          }
+        }
+        if (controller.signal.aborted) throw new Error('aborted');
+        if (!completed) throw AppError.unavailable('the reply stream ended without completing');
+        outcome = { ok: true };
+      }
+    } catch (err) {
+      let app: AppError;
+      if (job.cancelled) app = new AppError(Code.Cancelled, 'the reply was cancelled', { reason: 'cancelled' });
+      else if (replyExpired)
+        app = new AppError(Code.DeadlineExceeded, `the reply did not finish within ${this.options.replyTimeoutMs} ms`, { reason: 'reply_timeout', details: { timeout_ms: this.options.replyTimeoutMs } });
+      else if (firstTokenExpired)
+        app = new AppError(Code.DeadlineExceeded, `the model sent no text within ${this.firstTokenTimeoutMs} ms`, { reason: 'first_token_timeout', details: { timeout_ms: this.firstTokenTimeoutMs } });
+      else if (controller.signal.aborted && this.stopping) app = AppError.unavailable('the scheduler stopped while the reply was running');
+      else app = toAppError(err);
+      outcome = { ok: false, err: app };
+    } finally {
+      clearTimeout(replyTimer);
+      if (firstTokenTimer) clearTimeout(firstTokenTimer);
+      job.controller = undefined;
+      this.limiter.finish(key);
+      this.running--;
       this.metrics.inflight.dec();
+    }
+    if (outcome.ok) await this.finalize(rs, job, outcome.skipped ? 'skipped' : 'completed');
+    else {
+      job.running = false;
+      await this.attemptFailed(rs, job, outcome.err, replyExpired);
+    }
+    this.pump();
+  }
+
+  /**
+   * prepare reads the conversation window and builds the request, once per job. Undefined means
+   * the reply is already final (a redelivered message): nothing to do.
+   */
+  private async prepare(rs: RuntimeSession, job: Job): Promise<Prepared | undefined> {
+    const m = job.m;
+    const win = await this.ports.getConversationWindow({
+      ownerId: m.ownerId,
+      sessionId: m.sessionId,
+      beforeMessageId: m.messageId,
+      maxMessages: this.options.windowMaxMessages,
+      replyId: m.replyId,
+    });
+    rs.seq = Math.max(rs.seq ?? 0, win.session?.lastSeq ?? 0);
+    if (FINAL.has(win.replyStatus)) {
+      if (!(job.replayOf && win.replyStatus === sessionV1.MessageStatus.MESSAGE_STATUS_FAILED)) {
+        this.logger.info('reply already final; redelivered message skipped', { reply_id: m.replyId });
+        return undefined;
+      }
+      // An operator replayed the dead letter of a failed reply: reopen it, then run it again.
+      this.logger.info('replayed dead letter: the failed reply runs again', { reply_id: m.replyId, dead_letter_id: job.replayOf });
+      // A control event, not a step of the stream: seq 0, so clients' seq sequence has no gap.
+      this.publisherOf(job).push(
+        eventsV1.ReplyEvent.fromPartial({ sessionId: m.sessionId, replyId: m.replyId, messageId: m.messageId, ownerId: m.ownerId, seq: 0, reopened: { deadLetterId: job.replayOf } }),
+      );
+    } else if (win.replyStatus === sessionV1.MessageStatus.MESSAGE_STATUS_STREAMING) {
+      // Delivered again after text of this reply went out (a crash or a rebalance mid-stream):
+      // it is never re-run silently; it fails and says so (decision 0009).
+      job.streamed = true;
+      throw AppError.unavailable('the reply was interrupted while streaming (its first run stopped)');
+    }
+    const persona = job.persona ?? (await this.ports.getPersona({ ownerId: m.ownerId, id: m.personaId })).persona;
+    if (!persona) throw AppError.notFound('persona', m.personaId);
+    const turns: WindowTurn[] = win.messages
+      .filter((x) => x.status === sessionV1.MessageStatus.MESSAGE_STATUS_COMPLETED && x.content.trim())
+      .map((x) => ({ role: x.role === sessionV1.Role.ROLE_USER ? 'user' : 'assistant', content: x.content, position: Number(x.position) }));
+    const window = buildWindow(
+      {
+        budgetTokens: persona.settings?.historyBudgetTokens ?? this.options.defaultBudgetTokens,
+        systemPrompt: persona.systemPrompt,
+        userMessage: m.content,
+        knowledgeReserveTokens: this.options.knowledgeReserveTokens,
+        summary: win.summary?.text ?? '',
+        turns,
+      },
+      this.tokenizer,
+    );
+    const history = window.history.map((x) => ({ role: x.role === 'user' ? ragV1.ChatRole.CHAT_ROLE_USER : ragV1.ChatRole.CHAT_ROLE_ASSISTANT, content: x.content }));
+    const r = persona.settings?.retrieval;
+    return {
+      persona,
+      win,
+      oldestKept: window.history[0]?.position,
+      request: {
+        ownerId: m.ownerId,
+        personaId: m.personaId,
+        sessionId: m.sessionId,
+        replyId: m.replyId,
+        systemPrompt: persona.systemPrompt,
+        history,
+        summary: window.summary,
+        userMessage: m.content,
+        temperature: persona.settings?.temperature,
+        maxTokens: persona.settings?.maxTokens,
+        topK: r?.topK ?? 5,
+        scoreThreshold: r?.scoreThreshold,
+      },
+    };
+  }
+
+  /**
+   * attemptFailed decides after a failed attempt: a cancelled reply ends as cancelled; a reply that
+   * already streamed text fails (reply_interrupted, never re-run); a retryable failure waits its
+   * backoff (or Retry-After) and runs again while attempts and the reply deadline allow; anything
+   * else fails the reply for good.
+   */
+  private async attemptFailed(rs: RuntimeSession, job: Job, err: AppError, replyExpired = false): Promise<void> {
+    if (job.done) return;
+    if (job.revoked) {
+      this.dropRevoked(rs, job);
+      return;
+    }
+    if (err.code === Code.Cancelled && job.cancelled) {
+      job.running = true;
+      await this.finalize(rs, job, 'cancelled', err);
+      return;
+    }
+    const c = classify(err);
+    if (job.streamed) {
+      job.running = true;
+      await this.finalize(rs, job, 'failed', c.retryable && !replyExpired ? interrupted(err) : err);
+      return;
+    }
+    if (c.retryable && !replyExpired && job.attempt < this.retry.maxAttempts && !this.stopping) {
+      const delay = retryDelayMs(job.attempt, this.retry, c.retryAfterMs);
+      const deadlineAt = job.deadlineAt ?? Date.now() + this.options.replyTimeoutMs;
+      if (Date.now() + delay < deadlineAt) {
+        this.retries++;
+        this.metrics.retries.inc({ reason: err.reason });
+        this.logger.warn('reply attempt failed; retrying', { reply_id: job.m.replyId, attempt: job.attempt, code: err.reason, message: err.message, retry_in_ms: Math.round(delay) });
+        job.attempt++;
+        job.notBefore = Date.now() + delay;
+        this.setWaiting(job, true);
+        this.pump();
+        return;
+      }
+    }
+    job.running = true;
+    await this.finalize(rs, job, 'failed', err);
+  }
+
+  /** finalize publishes a job's last event, settles push() and frees the session for its next message. */
+  private async finalize(rs: RuntimeSession, job: Job, outcome: Outcome, err?: AppError): Promise<void> {
+    if (job.done) return;
+    job.done = true;
+    const m = job.m;
+    const seconds = job.startedPerf === undefined ? 0 : (performance.now() - job.startedPerf) / 1000;
+    let publishError: unknown;
+    try {
+      if ((outcome === 'failed' || outcome === 'cancelled') && rs.seq === undefined) await this.learnSeq(rs, job);
+      if (outcome === 'failed' || outcome === 'cancelled') {
+        const app = err ?? AppError.internal();
+        if (outcome === 'cancelled') this.logger.info('reply cancelled', { reply_id: m.replyId });
+        else if (app.code === Code.Internal) this.logger.error('reply failed', { reply_id: m.replyId, attempts: job.attempt, err: app.cause ?? app });
+        else this.logger.warn('reply failed', { reply_id: m.replyId, attempts: job.attempt, code: app.reason, message: app.message });
+        const internal = app.code === Code.Internal;
+        this.emit(rs, job, { kind: { $case: 'failed', value: { code: internal ? 'internal' : app.reason, message: internal ? 'internal error' : app.message } } });
+      }
+      if (job.publisher) await job.publisher.flush();
+    } catch (e) {
+      publishError = e;
+    }
+    this.remove(rs, job);
+    job.running = false;
+    if (publishError) {
+      // The outcome did not reach the log: not acknowledged, so the message is delivered again.
+      this.logger.warn('reply events could not be published; the message will be delivered again', { reply_id: m.replyId, err: publishError });
+      job.reject(publishError);
+      this.pump();
+      return;
+    }
+    this.metrics.replies.inc({ outcome });
+    if (outcome !== 'skipped') this.metrics.processing.observe({ outcome }, seconds);
+    if (outcome === 'completed') {
+      this.completed++;
+      this.maybeSummarize(job);
+      job.resolve();
+    } else if (outcome === 'failed') {
+      this.failed++;
+      this.deadLettered++;
+      this.metrics.deadLetters.inc({ reason: err?.reason ?? 'internal' });
+      const app = err ?? AppError.internal();
+      job.reject(new ReplyGivenUp(app.message, app.code === Code.Internal ? 'internal' : app.reason, job.attempt, app));
+    } else job.resolve();
+    this.pump();
+  }
+
+  /** learnSeq reads the session's last event seq when a reply fails before its window was read (best effort). */
+  private async learnSeq(rs: RuntimeSession, job: Job): Promise<void> {
+    try {
+      const win = await this.ports.getConversationWindow({ ownerId: job.m.ownerId, sessionId: job.m.sessionId, beforeMessageId: job.m.messageId, maxMessages: 1, replyId: job.m.replyId });
+      rs.seq = Math.max(rs.seq ?? 0, win.session?.lastSeq ?? 0);
+    } catch (err) {
+      this.logger.warn('could not read the session seq before failing a reply', { reply_id: job.m.replyId, err });
+    }
+  }
+
+  /** maybeSummarize folds what fell out of the window, off the critical path (the reply is out). */
+  private maybeSummarize(job: Job): void {
+    const p = job.prepared;
+    if (!this.summarizer || !p) return;
+    const { win, persona, oldestKept } = p;
+    const m = job.m;
+    const foldBefore = oldestKept ?? (win.messages.length ? Number(win.messages[win.messages.length - 1]!.position) + 1 : 0);
+    const outside = win.olderUncovered + win.messages.filter((x) => Number(x.position) < foldBefore).length;
+    if (foldBefore > 0) {
+      this.summarizer.maybeSchedule({
+        ownerId: m.ownerId,
+        sessionId: m.sessionId,
+        personaId: m.personaId,
+        summary: { text: win.summary?.text ?? '', coveredUntil: Number(win.summary?.coveredUntil ?? 0), version: Number(win.summary?.version ?? 0) },
+        foldBefore,
+        outside,
+        temperature: persona.settings?.temperature,
+      });
     }
   }
 }

@@ -1,8 +1,9 @@
 import { AppError, Code } from '@chat/errors';
-import { sessionV1 } from '@chat/contracts';
+import { eventsV1, sessionV1 } from '@chat/contracts';
 import type { PersonaClient } from '@chat/clients';
 import { decodeCursor, encodeCursor, isUuid, validateCreate, validateSend, type Message, type Session, type Summary } from '../domain/session.js';
 import { assertOwned, type SessionRepository } from '../adapters/postgres/session-repo.js';
+import type { ReplyEventStore } from '../adapters/postgres/reply-events.js';
 
 const STATUS = {
   pending: sessionV1.MessageStatus.MESSAGE_STATUS_PENDING,
@@ -44,14 +45,42 @@ function requireOwner(ownerId: string): void {
   if (!ownerId) throw AppError.invalid('owner_id is required', { owner_id: 'is required' });
 }
 
+/** Most history turns a new session can be seeded with, and the longest one. */
+const MAX_HISTORY_TURNS = 500;
+const MAX_TURN_CHARS = 32_000;
+
+/** validateHistory checks the turns a session is created with. */
+function validateHistory(turns: sessionV1.HistoryTurn[]): Array<{ role: 'user' | 'assistant'; content: string }> {
+  if (turns.length > MAX_HISTORY_TURNS) throw AppError.invalid('history has too many turns', { history: `must have at most ${MAX_HISTORY_TURNS} turns` });
+  return turns.map((t, i) => {
+    const role = t.role === sessionV1.Role.ROLE_USER ? 'user' : t.role === sessionV1.Role.ROLE_ASSISTANT ? 'assistant' : undefined;
+    if (!role) throw AppError.invalid('a history turn has no role', { [`history.${i}.role`]: 'must be user or assistant' });
+    if (t.content.length > MAX_TURN_CHARS) throw AppError.invalid('a history turn is too long', { [`history.${i}.content`]: `must be at most ${MAX_TURN_CHARS} characters` });
+    return { role, content: t.content };
+  });
+}
+
+/** Most reply events one ListReplyEvents page returns. */
+const MAX_REPLY_EVENTS = 1_000;
+
 /** sessionHandlers translates gRPC calls to the repository; personas are checked over gRPC. */
-export function sessionHandlers(repo: SessionRepository, personas: PersonaClient) {
+export function sessionHandlers(repo: SessionRepository, personas: PersonaClient, replyEvents?: ReplyEventStore) {
   return {
     async createSession(req: sessionV1.CreateSessionRequest): Promise<sessionV1.CreateSessionResponse> {
       validateCreate({ ownerId: req.ownerId, personaId: req.personaId, title: req.title });
       // NOT_FOUND from the persona service covers unknown and foreign personas alike.
       await personas.getPersona({ ownerId: req.ownerId, id: req.personaId });
-      return { session: sessionToProto(await repo.createSession(req.ownerId, req.personaId, req.title.trim())) };
+      const history = validateHistory(req.history);
+      const session = await repo.createSession(req.ownerId, req.personaId, req.title.trim());
+      if (history.length > 0) {
+        try {
+          await repo.appendTurns(session.id, history);
+        } catch (err) {
+          await repo.deleteSession(req.ownerId, session.id).catch(() => undefined);
+          throw err;
+        }
+      }
+      return { session: sessionToProto(session) };
     },
     async getSession(req: sessionV1.GetSessionRequest): Promise<sessionV1.GetSessionResponse> {
       requireOwner(req.ownerId);
@@ -129,6 +158,14 @@ export function sessionHandlers(repo: SessionRepository, personas: PersonaClient
         throw new AppError(Code.Aborted, 'the summary changed meanwhile; read it again', { reason: 'version_conflict', details: { expected_version: Number(req.expectedVersion) } });
       }
       return { summary: summaryToProto(stored) };
+    },
+    async listReplyEvents(req: sessionV1.ListReplyEventsRequest): Promise<sessionV1.ListReplyEventsResponse> {
+      requireOwner(req.ownerId);
+      if (!replyEvents) throw new AppError(Code.Unimplemented, 'this session service keeps no reply events', { reason: 'unimplemented' });
+      const s = await assertOwned(repo, req.ownerId, req.sessionId, isUuid);
+      if (req.limit > MAX_REPLY_EVENTS) throw AppError.invalid('limit is too large', { limit: `must be at most ${MAX_REPLY_EVENTS}` });
+      const page = await replyEvents.list(s.id, Number(req.afterSeq), req.limit || 200);
+      return { events: page.events.map((e) => eventsV1.ReplyEvent.decode(e.payload)), hasMore: page.hasMore, oldestSeq: page.oldestSeq };
     },
   };
 }

@@ -49,4 +49,24 @@ export const migrations: Migration[] = [
     create index api_profiles_key_version on persona.api_profiles (api_key_version) where api_key_version is not null;
     create index personas_api_profile on persona.personas (api_profile_id) where api_profile_id is not null`,
   },
+  {
+    // The gateway's API keys (SHA-256 digest only, never the key) and used ws_token nonces
+    // (single use across gateway replicas); see docs/decisions/0014-api-keys-and-ws-tokens-store.md.
+    id: '003_gateway_api_keys',
+    up: `create table persona.api_keys (
+      id uuid primary key,
+      owner_id text not null,
+      name text not null,
+      prefix text not null,
+      digest bytea not null unique,
+      created_at timestamptz not null default now(),
+      revoked_at timestamptz
+    );
+    create index api_keys_owner_created on persona.api_keys (owner_id, created_at desc, id desc);
+    create table persona.ws_token_nonces (
+      nonce text primary key,
+      expires_at timestamptz not null
+    );
+    create index ws_token_nonces_expires on persona.ws_token_nonces (expires_at)`,
+  },
 ];

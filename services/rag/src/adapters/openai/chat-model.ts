@@ -24,7 +24,27 @@ function upstreamMessage(err: APIError): string {
   return redactText(text.replace(/\s+/g, ' ')).slice(0, 200);
 }
 
-/** mapLlmError turns an OpenAI client failure into an AppError with a fitting code and no secrets. */
+/**
+ * retryAfterMs reads the upstream's `retry-after-ms` or `Retry-After` (seconds or an HTTP date)
+ * header as ms. The scheduler (the one retry layer, decision 0009) waits at least that long
+ * before its next attempt; the client itself never retries (maxRetries: 0).
+ */
+export function retryAfterMs(headers: { get(name: string): string | null } | undefined, now = Date.now()): number | undefined {
+  const ms = headers?.get('retry-after-ms')?.trim();
+  if (ms && /^\d+(\.\d+)?$/.test(ms)) return Math.round(Number(ms));
+  const v = headers?.get('retry-after')?.trim();
+  if (!v) return undefined;
+  if (/^\d+(\.\d+)?$/.test(v)) return Math.round(Number(v) * 1000);
+  const at = Date.parse(v);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
+
+/**
+ * mapLlmError turns an OpenAI client failure into an AppError with a fitting code and no secrets.
+ * The code decides whether the scheduler retries (decision 0009): UNAVAILABLE (5xx, connection
+ * failures and resets), RESOURCE_EXHAUSTED (429, with `retry_after_ms` from Retry-After) and
+ * DEADLINE_EXCEEDED (timeouts) are retried; FAILED_PRECONDITION (other 4xx) and CANCELLED are not.
+ */
 export function mapLlmError(err: unknown): AppError {
   if (isAppError(err)) return err;
   if (err instanceof APIUserAbortError) return new AppError(Code.Cancelled, 'the language model request was cancelled', { reason: 'cancelled', cause: err });
@@ -34,7 +54,8 @@ export function mapLlmError(err: unknown): AppError {
     const status = err.status ?? 0;
     const said = upstreamMessage(err);
     const suffix = said ? `: ${said}` : '';
-    const details = { upstream_status: status };
+    const after = status === 429 || status >= 500 ? retryAfterMs(err.headers) : undefined;
+    const details: Record<string, unknown> = { upstream_status: status, ...(after === undefined ? {} : { retry_after_ms: after }) };
     if (status === 429) return new AppError(Code.ResourceExhausted, `the language model is rate limited (429)${suffix}`, { reason: 'llm_rate_limited', details, cause: err });
     if (status === 408 || status === 504) return new AppError(Code.DeadlineExceeded, `the language model did not answer in time (${status})`, { reason: 'llm_timeout', details, cause: err });
     if (status >= 500 || status === 0) return new AppError(Code.Unavailable, `the language model failed (${status || 'no status'})${suffix}`, { reason: 'llm_unavailable', details, cause: err });

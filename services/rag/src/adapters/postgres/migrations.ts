@@ -41,4 +41,58 @@ export const ragMigrations: Migration[] = [
       create index ingest_jobs_persona_kind_idx on rag.ingest_jobs (persona_id, kind, created_at);
     `,
   },
+  {
+    // Embedding spaces (which model made a persona's vectors; one active per persona, the switch of
+    // a re-embed is one transaction) and re-embed jobs. Owned by knowledge management (spaces.ts, knowledge.ts).
+    id: '0100_embedding_spaces_and_reembed_jobs',
+    up: `
+      create table rag.embedding_spaces (
+        id text primary key,
+        persona_id text not null,
+        owner_id text not null,
+        provider text not null check (provider in ('local', 'openai')),
+        model text not null,
+        base_url text not null default '',
+        dimensions integer not null check (dimensions > 0),
+        state text not null check (state in ('building', 'active', 'retired')),
+        created_at timestamptz not null default now(),
+        activated_at timestamptz
+      );
+      create unique index embedding_spaces_one_active_idx on rag.embedding_spaces (persona_id) where state = 'active';
+      create index embedding_spaces_persona_idx on rag.embedding_spaces (persona_id);
+
+      create table rag.reembed_jobs (
+        id uuid primary key,
+        owner_id text not null,
+        persona_id text not null,
+        status text not null default 'queued' check (status in ('queued', 'running', 'succeeded', 'failed')),
+        target_space_id text not null default '',
+        model text not null default '',
+        chunks_done integer not null default 0,
+        chunks_total integer not null default 0,
+        error text not null default '',
+        created_at timestamptz not null default now(),
+        updated_at timestamptz not null default now()
+      );
+      create index reembed_jobs_unfinished_idx on rag.reembed_jobs (created_at) where status in ('queued', 'running');
+      create unique index reembed_jobs_one_pending_idx on rag.reembed_jobs (persona_id) where status in ('queued', 'running');
+    `,
+  },
+  {
+    // Ingest job leases (a worker claims a job FOR UPDATE SKIP LOCKED and renews lease_until; an
+    // expired lease is taken over), the stage a job is at, and a sequence that orders one persona's
+    // jobs across replicas. Owned by ingestion (ingest.ts, repositories.ts).
+    id: '0200_ingest_job_leases_and_stages',
+    up: `
+      alter table rag.ingest_jobs
+        add column seq bigserial,
+        add column stage text not null default 'queued'
+          check (stage in ('queued', 'fetch', 'extract', 'chunk', 'embed', 'upsert', 'done')),
+        add column locked_by text,
+        add column lease_until timestamptz;
+      update rag.ingest_jobs set stage = 'done' where status = 'succeeded';
+      create index ingest_jobs_persona_unfinished_idx on rag.ingest_jobs (persona_id, seq) where status in ('queued', 'running');
+      create index ingest_jobs_runnable_idx on rag.ingest_jobs (seq) where status in ('queued', 'running');
+    `,
+  },
 ];

@@ -1,6 +1,6 @@
-import { QueryTypes, type Sequelize } from '@chat/db';
+import { QueryTypes, type Sequelize, type Transaction } from '@chat/db';
 import type { JobRepository, SourceRepository } from '../../domain/ports.js';
-import type { IngestJob, JobStatus, KnowledgeSource, NewJob, SourceKind } from '../../domain/types.js';
+import type { IngestJob, IngestStage, JobStatus, KnowledgeSource, NewJob, SourceKind } from '../../domain/types.js';
 
 interface JobRow {
   id: string;
@@ -17,6 +17,7 @@ interface JobRow {
   error: string;
   source_id: string | null;
   attempts: number;
+  stage: IngestStage;
   created_at: Date;
   updated_at: Date;
 }
@@ -50,6 +51,7 @@ function toJob(r: JobRow): IngestJob {
     error: r.error,
     sourceId: r.source_id ?? '',
     attempts: Number(r.attempts),
+    stage: r.stage,
     createdAt: new Date(r.created_at),
     updatedAt: new Date(r.updated_at),
   };
@@ -70,12 +72,32 @@ function toSource(r: SourceRow): KnowledgeSource {
   };
 }
 
-/** PgJobRepository keeps ingestion jobs in rag.ingest_jobs. */
+/** Unfinished, and held by no live worker. */
+const RUNNABLE = `status in ('queued', 'running') and (lease_until is null or lease_until < now())`;
+
+/** insertSource inserts a source row, or replaces the row with the same id (inside a transaction when given). */
+async function insertSource(sequelize: Sequelize, s: KnowledgeSource, transaction?: Transaction): Promise<void> {
+  await sequelize.query(
+    `insert into rag.sources (id, persona_id, owner_id, kind, title, url, content_hash, chunk_count, bytes)
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+     on conflict (id) do update set persona_id = excluded.persona_id, owner_id = excluded.owner_id, kind = excluded.kind,
+       title = excluded.title, url = excluded.url, content_hash = excluded.content_hash,
+       chunk_count = excluded.chunk_count, bytes = excluded.bytes`,
+    { bind: [s.id, s.personaId, s.ownerId, s.kind, s.title, s.url, s.contentHash, s.chunkCount, s.bytes], transaction },
+  );
+}
+
+/**
+ * PgJobRepository keeps ingestion jobs in rag.ingest_jobs. A claim takes the row with
+ * `FOR UPDATE SKIP LOCKED` and sets `locked_by`/`lease_until`; every later write of the attempt is
+ * conditional on `locked_by` still naming the worker, so a worker whose lease was taken over can no
+ * longer change the job.
+ */
 export class PgJobRepository implements JobRepository {
   constructor(private readonly sequelize: Sequelize) {}
 
-  private select(sql: string, bind: unknown[]): Promise<JobRow[]> {
-    return this.sequelize.query<JobRow>(sql, { bind, type: QueryTypes.SELECT });
+  private select(sql: string, bind: unknown[], transaction?: Transaction): Promise<JobRow[]> {
+    return this.sequelize.query<JobRow>(sql, { bind, type: QueryTypes.SELECT, transaction });
   }
 
   async create(job: NewJob): Promise<IngestJob> {
@@ -92,42 +114,95 @@ export class PgJobRepository implements JobRepository {
     return row ? toJob(row) : undefined;
   }
 
-  async listUnfinished(): Promise<IngestJob[]> {
-    const rows = await this.select(`select * from rag.ingest_jobs where status in ('queued', 'running') order by created_at, id`, []);
+  async listRunnable(limit: number): Promise<IngestJob[]> {
+    // Without the text: the worker reads the whole row when it claims the job.
+    const rows = await this.select(
+      `select id, owner_id, persona_id, kind, title, source, '' as text, content_hash, status, chunks_done, chunks_total, error,
+         source_id, attempts, stage, created_at, updated_at
+       from rag.ingest_jobs where ${RUNNABLE} order by seq limit $1`,
+      [Math.max(1, Math.floor(limit))],
+    );
     return rows.map(toJob);
   }
 
-  async claim(id: string): Promise<IngestJob | undefined> {
+  async claim(id: string, workerId: string, leaseMs: number): Promise<IngestJob | undefined> {
     const [row] = await this.select(
-      `update rag.ingest_jobs set status = 'running', attempts = attempts + 1, error = '', updated_at = now()
-       where id = $1 and status in ('queued', 'running') returning *`,
-      [id],
+      `update rag.ingest_jobs set status = 'running', attempts = attempts + 1, error = '', locked_by = $2,
+         lease_until = now() + make_interval(secs => $3::double precision / 1000), updated_at = now()
+       where id = (
+         select j.id from rag.ingest_jobs j
+         where j.id = $1 and ${RUNNABLE}
+           and not exists (
+             select 1 from rag.ingest_jobs o
+             where o.persona_id = j.persona_id and o.seq < j.seq and o.status in ('queued', 'running'))
+         for update skip locked)
+       returning *`,
+      [id, workerId, leaseMs],
     );
     return row ? toJob(row) : undefined;
   }
 
-  async progress(id: string, chunksDone: number, chunksTotal: number): Promise<void> {
-    await this.sequelize.query('update rag.ingest_jobs set chunks_done = $2, chunks_total = $3, updated_at = now() where id = $1', { bind: [id, chunksDone, chunksTotal] });
+  async heartbeat(id: string, workerId: string, leaseMs: number): Promise<boolean> {
+    const rows = await this.select(
+      `update rag.ingest_jobs set lease_until = now() + make_interval(secs => $3::double precision / 1000)
+       where id = $1 and locked_by = $2 and status = 'running' returning id`,
+      [id, workerId, leaseMs],
+    );
+    return rows.length > 0;
   }
 
-  async succeed(id: string, sourceId: string, chunksTotal: number): Promise<void> {
+  async progress(id: string, workerId: string, p: { stage: IngestStage; chunksDone: number; chunksTotal: number }): Promise<boolean> {
+    const rows = await this.select(
+      `update rag.ingest_jobs set stage = $3, chunks_done = $4, chunks_total = $5, updated_at = now()
+       where id = $1 and locked_by = $2 and status = 'running' returning id`,
+      [id, workerId, p.stage, p.chunksDone, p.chunksTotal],
+    );
+    return rows.length > 0;
+  }
+
+  async complete(id: string, workerId: string, source: KnowledgeSource): Promise<boolean> {
+    return this.sequelize.transaction(async (t) => {
+      const rows = await this.select(
+        `update rag.ingest_jobs set status = 'succeeded', stage = 'done', source_id = $3, chunks_done = $4, chunks_total = $4,
+           error = '', locked_by = null, lease_until = null, updated_at = now()
+         where id = $1 and locked_by = $2 and status = 'running' returning id`,
+        [id, workerId, source.id, source.chunkCount],
+        t,
+      );
+      if (rows.length === 0) return false;
+      await insertSource(this.sequelize, source, t);
+      return true;
+    });
+  }
+
+  async fail(id: string, workerId: string, error: string): Promise<void> {
     await this.sequelize.query(
-      `update rag.ingest_jobs set status = 'succeeded', source_id = $2, chunks_done = $3, chunks_total = $3, error = '', updated_at = now() where id = $1`,
-      { bind: [id, sourceId, chunksTotal] },
+      `update rag.ingest_jobs set status = 'failed', error = $3, locked_by = null, lease_until = null, updated_at = now()
+       where id = $1 and locked_by = $2 and status = 'running'`,
+      { bind: [id, workerId, error] },
     );
   }
 
-  async fail(id: string, error: string): Promise<void> {
-    await this.sequelize.query(`update rag.ingest_jobs set status = 'failed', error = $2, updated_at = now() where id = $1`, { bind: [id, error] });
+  async requeue(id: string, workerId: string): Promise<void> {
+    await this.sequelize.query(
+      `update rag.ingest_jobs set status = 'queued', attempts = greatest(attempts - 1, 0), locked_by = null, lease_until = null, updated_at = now()
+       where id = $1 and locked_by = $2 and status = 'running'`,
+      { bind: [id, workerId] },
+    );
   }
 
-  async requeue(id: string): Promise<void> {
-    await this.sequelize.query(`update rag.ingest_jobs set status = 'queued', updated_at = now() where id = $1 and status = 'running'`, { bind: [id] });
+  async cancelPersona(personaId: string, error: string): Promise<string[]> {
+    const rows = await this.select(
+      `update rag.ingest_jobs set status = 'failed', error = $2, locked_by = null, lease_until = null, updated_at = now()
+       where persona_id = $1 and status in ('queued', 'running') returning id`,
+      [personaId, error],
+    );
+    return rows.map((r) => r.id);
   }
 
   async latestPending(personaId: string, kind: SourceKind): Promise<IngestJob | undefined> {
     const [row] = await this.select(
-      `select * from rag.ingest_jobs where persona_id = $1 and kind = $2 and status in ('queued', 'running') order by created_at desc, id desc limit 1`,
+      `select * from rag.ingest_jobs where persona_id = $1 and kind = $2 and status in ('queued', 'running') order by seq desc limit 1`,
       [personaId, kind],
     );
     return row ? toJob(row) : undefined;
@@ -149,14 +224,7 @@ export class PgSourceRepository implements SourceRepository {
   }
 
   async save(s: KnowledgeSource): Promise<void> {
-    await this.sequelize.query(
-      `insert into rag.sources (id, persona_id, owner_id, kind, title, url, content_hash, chunk_count, bytes)
-       values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-       on conflict (id) do update set persona_id = excluded.persona_id, owner_id = excluded.owner_id, kind = excluded.kind,
-         title = excluded.title, url = excluded.url, content_hash = excluded.content_hash,
-         chunk_count = excluded.chunk_count, bytes = excluded.bytes`,
-      { bind: [s.id, s.personaId, s.ownerId, s.kind, s.title, s.url, s.contentHash, s.chunkCount, s.bytes] },
-    );
+    await insertSource(this.sequelize, s);
   }
 
   async delete(ids: readonly string[]): Promise<void> {

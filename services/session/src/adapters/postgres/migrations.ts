@@ -49,4 +49,17 @@ export const migrations: Migration[] = [
     create index sessions_owner_created on session.sessions (owner_id, created_at desc, id desc);
     create index sessions_owner_persona_created on session.sessions (owner_id, persona_id, created_at desc, id desc)`,
   },
+  {
+    // Every reply event (the encoded chat.events.v1.ReplyEvent), so a WebSocket `resume` can be
+    // served by any gateway instance, also after a restart (docs/decisions/0016).
+    id: '003_reply_events',
+    up: `create table session.reply_events (
+      session_id uuid not null references session.sessions(id) on delete cascade,
+      seq bigint not null,
+      payload bytea not null,
+      created_at timestamptz not null default now(),
+      primary key (session_id, seq)
+    );
+    create index reply_events_created on session.reply_events (created_at)`,
+  },
 ];

@@ -1,0 +1,380 @@
+// Latency benchmark: how much time the product adds before the first token, measured in one run
+// against the same scripted OpenAI-compatible server (@chat/devmodel, fixed time to first token):
+//
+//   direct   the openai client streams from the scripted server itself (the base)
+//   ws       POST /api/sessions/{id}/messages → first reply.delta on the session's WebSocket
+//   openai   POST /v1/chat/completions (stream) through the gateway → first content chunk
+//
+// Samples are sequential (one request in flight) and interleaved (direct, ws, openai, direct, …), so
+// the three paths share the machine's noise. Added latency = pXX(path) − p50(direct). Modes: `all`
+// (one process, embedded defaults) and `kafka` (one process per target on PostgreSQL + Kafka, with a
+// database and a KAFKA_NAMESPACE of its own; needs DATABASE_URL and KAFKA_BROKERS, e.g.
+// `eval "$(scripts/infra env)"`). Prints a table and writes bench-results/latency-<timestamp>.json.
+// Needs `npm run build` first.
+//
+//   npm run bench:latency -- [--samples=200] [--warmup=20] [--ttft-ms=20] [--modes=all,kafka] [--turns-per-session=10]
+// Each option may also be given as an env var: BENCH_SAMPLES, BENCH_WARMUP, BENCH_TTFT_MS, BENCH_MODES.
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import OpenAI from 'openai';
+import WebSocket from 'ws';
+import { isolatedDatabase } from '@chat/db';
+import { startDevModel } from '@chat/devmodel';
+import { configureLogger, getLogger } from '@chat/logger';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const MAIN = join(ROOT, 'services', 'launcher', 'dist', 'src', 'main.js');
+
+function opt(name, def) {
+  const arg = process.argv.slice(2).find((a) => a.startsWith(`--${name}=`));
+  const env = process.env[`BENCH_${name.toUpperCase().replace(/-/g, '_')}`];
+  const raw = arg ? arg.slice(name.length + 3) : env;
+  if (raw === undefined || raw === '') return def;
+  if (typeof def === 'number') {
+    const n = Number(raw);
+    if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a non-negative number, got ${raw}`);
+    return n;
+  }
+  return raw;
+}
+
+const cfg = {
+  samples: opt('samples', 200),
+  warmup: opt('warmup', 20),
+  ttftMs: opt('ttft-ms', 20),
+  replyTokens: opt('reply-tokens', 5),
+  turnsPerSession: Math.max(1, opt('turns-per-session', 10)),
+  modes: opt('modes', 'all,kafka').split(',').map((s) => s.trim()).filter(Boolean),
+  sampleTimeoutMs: opt('sample-timeout-ms', 30_000),
+  readyTimeoutMs: opt('ready-timeout-ms', 120_000),
+};
+
+const KEY = 'bench-latency-key-0123456789abcdef';
+const API_KEYS = `bench:${KEY}`;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function pct(sorted, p) {
+  if (sorted.length === 0) return null;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i];
+}
+const r1 = (v) => (v === null || v === undefined ? null : Math.round(v * 10) / 10);
+function summary(values) {
+  const s = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
+  return { n: s.length, p50: r1(pct(s, 50)), p90: r1(pct(s, 90)), p99: r1(pct(s, 99)), max: r1(s.at(-1) ?? null), mean: r1(s.length ? s.reduce((a, b) => a + b, 0) / s.length : null) };
+}
+
+// ---- processes ----------------------------------------------------------------------------
+const procs = new Set();
+function startProc(name, target, env) {
+  const child = spawn(process.execPath, [MAIN, `--target=${target}`], {
+    cwd: ROOT,
+    // LOG_LEVEL warn: the access log of every request would otherwise be part of what is measured.
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: process.env.LOG_LEVEL ?? 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output = [];
+  const keep = (b) => {
+    output.push(...b.toString().split('\n').filter(Boolean));
+    if (output.length > 300) output.splice(0, output.length - 300);
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  const exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+  const p = { name, child, output, exited };
+  procs.add(p);
+  return p;
+}
+async function stopProc(p) {
+  if (p.child.exitCode === null && p.child.signalCode === null) {
+    p.child.kill('SIGTERM');
+    const t = setTimeout(() => p.child.kill('SIGKILL'), 20_000);
+    await p.exited;
+    clearTimeout(t);
+  }
+  procs.delete(p);
+}
+async function stopAll() {
+  for (const p of [...procs].reverse()) await stopProc(p);
+}
+function dump(list) {
+  for (const p of list) process.stderr.write(`\n--- ${p.name} (last lines) ---\n${p.output.slice(-30).join('\n')}\n`);
+}
+async function waitReady(base, list) {
+  const end = Date.now() + cfg.readyTimeoutMs;
+  while (Date.now() < end) {
+    for (const p of list) if (p.child.exitCode !== null) throw new Error(`${p.name} exited with ${p.child.exitCode}`);
+    const r = await fetch(`${base}/readyz`).catch(() => undefined);
+    if (r?.status === 200 && list.every((p) => p.output.some((l) => l.includes('"message":"ready"')))) return;
+    await sleep(200);
+  }
+  throw new Error('timed out waiting for /readyz');
+}
+
+// ---- API ------------------------------------------------------------------------------------
+async function call(base, method, path, body) {
+  const headers = { authorization: `Bearer ${KEY}` };
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  const res = await fetch(`${base}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await res.text();
+  let parsed = text;
+  try {
+    parsed = text ? JSON.parse(text) : undefined;
+  } catch {
+    /* keep text */
+  }
+  return { status: res.status, body: parsed };
+}
+function must(res, status, what) {
+  if (res.status !== status) throw new Error(`${what}: expected ${status}, got ${res.status}: ${JSON.stringify(res.body).slice(0, 500)}`);
+  return res.body;
+}
+
+/** A session socket that resolves, per reply id, the arrival time of its first delta and its end. */
+function openSocket(wsBase, sessionId, token) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${wsBase}/ws/sessions/${sessionId}?ws_token=${encodeURIComponent(token)}`);
+    const replies = new Map();
+    const rec = (id) => {
+      let r = replies.get(id);
+      if (!r) {
+        r = { firstAt: undefined, done: undefined, onFirst: [], onDone: [] };
+        replies.set(id, r);
+      }
+      return r;
+    };
+    ws.on('message', (data) => {
+      const now = performance.now();
+      const f = JSON.parse(data.toString());
+      if (!f?.reply_id) return;
+      const r = rec(f.reply_id);
+      if (f.type === 'reply.delta' && r.firstAt === undefined) {
+        r.firstAt = now;
+        for (const w of r.onFirst.splice(0)) w();
+      }
+      if (f.type === 'reply.completed' || f.type === 'reply.failed') {
+        r.done = f.type;
+        r.error = f.error;
+        for (const w of r.onDone.splice(0)) w();
+      }
+    });
+    const wait = (id, key, list, timeoutMs) =>
+      new Promise((res) => {
+        const r = rec(id);
+        if (r[key] !== undefined) return res(true);
+        const t = setTimeout(() => res(false), timeoutMs);
+        r[list].push(() => {
+          clearTimeout(t);
+          res(true);
+        });
+      });
+    ws.once('open', () =>
+      resolve({
+        ws,
+        rec,
+        waitFirst: (id, ms) => wait(id, 'firstAt', 'onFirst', ms),
+        waitDone: (id, ms) => wait(id, 'done', 'onDone', ms),
+      }),
+    );
+    ws.once('unexpected-response', (_q, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
+    ws.once('error', reject);
+  });
+}
+
+/** firstContentMs streams one chat completion and returns the time to the first content chunk (and drains it). */
+async function firstContentMs(client, model, content) {
+  const t0 = performance.now();
+  const stream = await client.chat.completions.create({ model, stream: true, messages: [{ role: 'user', content }] });
+  let first;
+  for await (const c of stream) if (first === undefined && c.choices[0]?.delta?.content) first = performance.now() - t0;
+  return first ?? NaN;
+}
+
+// ---- one mode -------------------------------------------------------------------------------
+async function runMode(mode, llm) {
+  const dataDir = mkdtempSync(join(tmpdir(), `chat-bench-latency-${mode}-`));
+  const http = await freePort();
+  const base = `http://127.0.0.1:${http}`;
+  // The rate limits are for clients, not for a bench that sends one request at a time on purpose.
+  const llmEnv = {
+    LLM_BASE_URL: llm.endpoint.baseUrl,
+    LLM_API_KEY: 'bench-llm-key',
+    LLM_MODEL: llm.endpoint.model,
+    RATE_LIMIT_KEY_PER_MINUTE: '1000000',
+    RATE_LIMIT_KEY_BURST: '100000',
+    RATE_LIMIT_SESSION_PER_MINUTE: '1000000',
+    RATE_LIMIT_SESSION_BURST: '100000',
+  };
+  let list;
+  let db;
+  try {
+    if (mode === 'all') {
+      list = [startProc('all', 'all', { ...llmEnv, DATA_DIR: dataDir, GATEWAY_HTTP_LISTEN: `127.0.0.1:${http}`, API_KEYS })];
+    } else {
+      // A database and a Kafka namespace of this run's own, on the shared servers.
+      db = await isolatedDatabase(process.env.DATABASE_URL, 'bench_latency', getLogger('bench-db'));
+      const [persona, session, scheduler, rag] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+      const shared = {
+        ...llmEnv,
+        DATABASE_URL: db.url,
+        KAFKA_BROKERS: process.env.KAFKA_BROKERS,
+        KAFKA_NAMESPACE: `bench-latency-${randomUUID().slice(0, 8)}`,
+        DATA_DIR: dataDir,
+        API_KEYS,
+        WS_TOKEN_SECRET: 'bench-ws-token-secret-0123456789abcdef',
+        PERSONA_GRPC_ADDR: `127.0.0.1:${persona}`,
+        SESSION_GRPC_ADDR: `127.0.0.1:${session}`,
+        SCHEDULER_GRPC_ADDR: `127.0.0.1:${scheduler}`,
+        RAG_GRPC_ADDR: `127.0.0.1:${rag}`,
+      };
+      list = [
+        startProc('persona', 'persona', { ...shared, PERSONA_GRPC_LISTEN: `127.0.0.1:${persona}` }),
+        startProc('rag', 'rag', { ...shared, RAG_GRPC_LISTEN: `127.0.0.1:${rag}` }),
+        startProc('session', 'session', { ...shared, SESSION_GRPC_LISTEN: `127.0.0.1:${session}` }),
+        startProc('scheduler', 'scheduler', { ...shared, SCHEDULER_GRPC_LISTEN: `127.0.0.1:${scheduler}` }),
+        startProc('gateway', 'gateway', { ...shared, GATEWAY_HTTP_LISTEN: `127.0.0.1:${http}` }),
+      ];
+    }
+    const tStart = performance.now();
+    await waitReady(base, list);
+    console.log(`[${mode}] ready in ${Math.round(performance.now() - tStart)} ms; ${cfg.warmup} warm-up + ${cfg.samples} samples per path`);
+
+    const persona = must(await call(base, 'POST', '/api/personas', { name: `Latency ${mode} ${Date.now()}`, system_prompt: 'You are a benchmark persona.' }), 201, 'create persona');
+    // A new session (and socket) every --turns-per-session samples: what is measured is the path,
+    // not a history that grows over hundreds of turns (which the scheduler's window reads and
+    // counts tokens of on every turn).
+    let session;
+    let sock;
+    const freshSession = async () => {
+      sock?.ws.close();
+      session = must(await call(base, 'POST', '/api/sessions', { persona_id: persona.id, title: 'latency' }), 201, 'create session');
+      const tok = must(await call(base, 'POST', `/api/sessions/${session.id}/ws_token`), 200, 'ws_token');
+      sock = await openSocket(base.replace(/^http/, 'ws'), session.id, tok.ws_token);
+    };
+    const direct = new OpenAI({ baseURL: llm.endpoint.baseUrl, apiKey: llm.endpoint.apiKey, maxRetries: 0, timeout: cfg.sampleTimeoutMs });
+    const viaGateway = new OpenAI({ baseURL: `${base}/v1`, apiKey: KEY, maxRetries: 0, timeout: cfg.sampleTimeoutMs });
+
+    const samples = { direct: [], ws: [], openai: [] };
+    const errors = { direct: 0, ws: 0, openai: 0 };
+    for (let i = 0; i < cfg.warmup + cfg.samples; i++) {
+      const keep = i >= cfg.warmup;
+      if (i % cfg.turnsPerSession === 0) await freshSession();
+      try {
+        const d = await firstContentMs(direct, llm.endpoint.model, `probe ${i}`);
+        if (keep) samples.direct.push(d);
+      } catch {
+        errors.direct++;
+      }
+      try {
+        const t0 = performance.now();
+        const r = await call(base, 'POST', `/api/sessions/${session.id}/messages`, { content: `question ${i}` });
+        if (r.status !== 202) throw new Error(`POST ${r.status}`);
+        const ok = await sock.waitFirst(r.body.reply_id, cfg.sampleTimeoutMs);
+        const at = sock.rec(r.body.reply_id).firstAt;
+        if (!ok || at === undefined) throw new Error('no first delta');
+        if (keep) samples.ws.push(at - t0);
+        // One reply at a time: the next sample starts on an idle pipeline.
+        await sock.waitDone(r.body.reply_id, cfg.sampleTimeoutMs);
+      } catch {
+        errors.ws++;
+      }
+      try {
+        const o = await firstContentMs(viaGateway, persona.id, `question ${i}`);
+        if (keep) samples.openai.push(o);
+      } catch {
+        errors.openai++;
+      }
+      if ((i + 1) % 50 === 0) console.log(`[${mode}] ${i + 1}/${cfg.warmup + cfg.samples}`);
+    }
+    sock.ws.close();
+    const d = summary(samples.direct);
+    const added = (s) => ({ p50: r1(s.p50 - d.p50), p90: r1(s.p90 - d.p50), p99: r1(s.p99 - d.p50) });
+    const ws = summary(samples.ws);
+    const oa = summary(samples.openai);
+    return { mode, processes: list.length, directFirstTokenMs: d, wsFirstDeltaMs: ws, openaiFirstTokenMs: oa, addedMs: { ws: added(ws), openai: added(oa) }, errors };
+  } catch (err) {
+    if (list) dump(list);
+    throw err;
+  } finally {
+    if (list) for (const p of [...list].reverse()) await stopProc(p);
+    await db?.drop().catch(() => undefined);
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+// ---- main -----------------------------------------------------------------------------------
+configureLogger({ silent: true });
+let llm;
+const onSignal = async () => {
+  await stopAll();
+  await llm?.stop();
+  process.exit(130);
+};
+process.once('SIGINT', onSignal);
+process.once('SIGTERM', onSignal);
+
+const TARGETS = { all: { p50: 10, p99: 40 }, kafka: { p50: 25, p99: 100 } };
+const results = [];
+let exitCode = 0;
+const load = { before: loadavg() };
+try {
+  llm = await startDevModel({ logger: getLogger('bench-llm'), script: { ttftMs: cfg.ttftMs, replyTokens: cfg.replyTokens } });
+  console.log(`scripted LLM at ${llm.endpoint.baseUrl}: TTFT ${cfg.ttftMs} ms, ${cfg.replyTokens}-token replies`);
+  for (const mode of cfg.modes) {
+    if (mode !== 'all' && mode !== 'kafka') throw new Error(`unknown mode ${mode} (all, kafka)`);
+    if (mode === 'kafka' && (!process.env.DATABASE_URL || !process.env.KAFKA_BROKERS)) {
+      console.log('[kafka] SKIPPED: DATABASE_URL and KAFKA_BROKERS are not both set (start them with `scripts/infra up` and `eval "$(scripts/infra env)"`)');
+      results.push({ mode, skipped: 'DATABASE_URL or KAFKA_BROKERS unset' });
+      continue;
+    }
+    results.push(await runMode(mode, llm));
+  }
+} catch (err) {
+  console.error('bench failed:', err instanceof Error ? err.stack : err);
+  exitCode = 1;
+} finally {
+  await stopAll();
+  await llm?.stop();
+}
+load.after = loadavg();
+
+const ran = results.filter((r) => !r.skipped);
+if (ran.length) {
+  const row = (label, f) => `${label.padEnd(40)}${ran.map((r) => String(f(r)).padStart(18)).join('')}`;
+  const fmt = (s) => `${s.p50} / ${s.p99}`;
+  console.log('');
+  console.log(row('first token, ms (p50 / p99)', (r) => r.mode));
+  console.log(row('direct to the scripted LLM', (r) => fmt(r.directFirstTokenMs)));
+  console.log(row('POST → first reply.delta (WebSocket)', (r) => fmt(r.wsFirstDeltaMs)));
+  console.log(row('/v1/chat/completions stream', (r) => fmt(r.openaiFirstTokenMs)));
+  console.log(row('added: WebSocket', (r) => fmt(r.addedMs.ws)));
+  console.log(row('added: OpenAI-compatible', (r) => fmt(r.addedMs.openai)));
+  console.log(row('target added (p50 / p99)', (r) => fmt(TARGETS[r.mode])));
+  console.log(row('errors (direct/ws/openai)', (r) => `${r.errors.direct}/${r.errors.ws}/${r.errors.openai}`));
+  console.log(`load average before ${load.before.map((x) => x.toFixed(2)).join(' ')}, after ${load.after.map((x) => x.toFixed(2)).join(' ')} (${cpus().length} cores)`);
+}
+
+mkdirSync(join(ROOT, 'bench-results'), { recursive: true });
+const file = join(ROOT, 'bench-results', `latency-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+writeFileSync(
+  file,
+  JSON.stringify({ bench: 'latency', at: new Date().toISOString(), config: cfg, targets: TARGETS, machine: { cpus: cpus().length, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version, loadavg: load }, results }, null, 2),
+);
+console.log(`\nwrote ${file}`);
+process.exit(exitCode);
