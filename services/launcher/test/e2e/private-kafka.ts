@@ -68,9 +68,10 @@ export class PrivateKafka {
     const [client, proxied, controller] = [await freePort(), await freePort(), await freePort()];
     const k = new PrivateKafka(dir, libs, client, proxied, controller, options.proxyPort);
     k.writeConfig();
+    // One id in 64 starts with '-': hence `--cluster-id=<id>`, never `-t <id>`.
     const clusterId = randomBytes(16).toString('base64url');
     mkdirSync(join(dir, 'data'), { recursive: true });
-    execFileSync('java', [...k.jvmArgs(), 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', join(dir, 'server.properties'), '--ignore-formatted'], {
+    execFileSync('java', [...k.jvmArgs(), 'kafka.tools.StorageTool', 'format', `--cluster-id=${clusterId}`, '-c', join(dir, 'server.properties'), '--ignore-formatted'], {
       cwd: dir,
       stdio: ['ignore', 'ignore', 'pipe'],
     });
