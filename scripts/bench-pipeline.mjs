@@ -8,9 +8,9 @@
 //                             [--reply-tokens=20] [--modes=all,kafka] [--turn-timeout-ms=30000]
 // Each option may also be given as an env var: BENCH_SESSIONS, BENCH_MESSAGES, BENCH_TTFT_MS, ...
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
@@ -48,6 +48,14 @@ const cfg = {
 
 const KEY = 'bench-key-0123456789abcdef';
 const API_KEYS = `bench:${KEY}`;
+// One client sends every request on purpose: the per-key and per-session rate limits are raised.
+const RATE_LIMITS = {
+  RATE_LIMIT_KEY_PER_MINUTE: '10000000',
+  RATE_LIMIT_KEY_BURST: '1000000',
+  RATE_LIMIT_SESSION_PER_MINUTE: '10000000',
+  RATE_LIMIT_SESSION_BURST: '1000000',
+  MAX_STREAMS_PER_OWNER: '100000',
+};
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function freePort() {
@@ -72,6 +80,49 @@ function summary(values) {
   return { n: s.length, p50: r(pct(s, 50)), p95: r(pct(s, 95)), p99: r(pct(s, 99)), max: r(s.at(-1) ?? null), mean: r(s.length ? s.reduce((a, b) => a + b, 0) / s.length : null) };
 }
 
+// ---- CPU time of the processes under test (Linux /proc; undefined elsewhere) ------------------
+// A figure that the other work on a shared machine disturbs much less than wall-clock throughput:
+// CPU ms per turn, of each process and its descendants (in `all` mode the embedded PostgreSQL's
+// backends are children of the product's process; in Kafka mode the shared PostgreSQL and Kafka are not).
+const CLK_TCK = 100;
+function procStat(pid) {
+  try {
+    const raw = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = raw.slice(raw.lastIndexOf(')') + 2).split(' ');
+    return { ppid: Number(f[1]), cpuMs: ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK };
+  } catch {
+    return undefined;
+  }
+}
+function treeCpuMs(rootPid) {
+  let entries;
+  try {
+    entries = readdirSync('/proc').filter((d) => /^\d+$/.test(d));
+  } catch {
+    return undefined;
+  }
+  const children = new Map();
+  const stats = new Map();
+  for (const d of entries) {
+    const st = procStat(Number(d));
+    if (!st) continue;
+    stats.set(Number(d), st);
+    const list = children.get(st.ppid) ?? [];
+    list.push(Number(d));
+    children.set(st.ppid, list);
+  }
+  let total = 0;
+  const stack = [rootPid];
+  while (stack.length) {
+    const pid = stack.pop();
+    total += stats.get(pid)?.cpuMs ?? 0;
+    stack.push(...(children.get(pid) ?? []));
+  }
+  return stats.has(rootPid) ? total : undefined;
+}
+const cpuOf = (list) =>
+  Object.fromEntries(list.flatMap((p) => [[p.name, treeCpuMs(p.child.pid)], [`${p.name}:node-only`, procStat(p.child.pid)?.cpuMs]]));
+
 // ---- processes ----------------------------------------------------------------------------
 const procs = new Set();
 function startProc(name, target, env) {
@@ -79,7 +130,8 @@ function startProc(name, target, env) {
   const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
   const child = spawn(process.execPath, [...nodeArgs, MAIN, `--target=${target}`], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: process.env.LOG_LEVEL ?? 'info', ...env },
+    // BENCH_PRODUCT_ENV="NAME=value NAME2=value" adds settings of the product (for A/B runs).
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: process.env.LOG_LEVEL ?? 'info', ...env, ...productEnv() },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const output = [];
@@ -93,6 +145,10 @@ function startProc(name, target, env) {
   const p = { name, child, output, exited };
   procs.add(p);
   return p;
+}
+function productEnv() {
+  const pairs = (process.env.BENCH_PRODUCT_ENV ?? '').split(' ').filter(Boolean);
+  return Object.fromEntries(pairs.map((p) => [p.slice(0, p.indexOf('=')), p.slice(p.indexOf('=') + 1)]));
 }
 async function stopProc(p) {
   if (p.child.exitCode === null && p.child.signalCode === null) {
@@ -230,7 +286,7 @@ async function runMode(mode, llm) {
   const dataDir = mkdtempSync(join(tmpdir(), `chat-bench-${mode}-`));
   const http = await freePort();
   const base = `http://127.0.0.1:${http}`;
-  const llmEnv = { LLM_BASE_URL: llm.endpoint.baseUrl, LLM_API_KEY: 'bench-llm-key', LLM_MODEL: llm.endpoint.model };
+  const llmEnv = { ...RATE_LIMITS, LLM_BASE_URL: llm.endpoint.baseUrl, LLM_API_KEY: 'bench-llm-key', LLM_MODEL: llm.endpoint.model };
   let list;
   try {
     if (mode === 'all') {
@@ -288,6 +344,9 @@ async function runMode(mode, llm) {
     };
     await Promise.all(sessions.map((s) => turn(s, 0, true)));
     const llmBefore = llm.stats.completions;
+    const cpuBefore = cpuOf(list);
+    const benchCpuBefore = process.cpuUsage();
+    const loadBefore = loadavg()[0];
     const t0 = performance.now();
     await Promise.all(
       sessions.map(async (s) => {
@@ -295,6 +354,15 @@ async function runMode(mode, llm) {
       }),
     );
     const wallMs = performance.now() - t0;
+    const cpuAfter = cpuOf(list);
+    const benchCpu = process.cpuUsage(benchCpuBefore);
+    const loadAfter = loadavg()[0];
+    const timedTurns = cfg.sessions * cfg.messages;
+    const cpuMsPerTurn = {};
+    for (const [name, after] of Object.entries(cpuAfter)) {
+      const before = cpuBefore[name];
+      if (after !== undefined && before !== undefined) cpuMsPerTurn[name] = Math.round(((after - before) / timedTurns) * 100) / 100;
+    }
     const llmCalls = llm.stats.completions - llmBefore;
 
     // Correctness: sockets, then the stored sessions.
@@ -357,6 +425,10 @@ async function runMode(mode, llm) {
       turnsMeasured: turns,
       wallMs: Math.round(wallMs),
       turnsPerSecond: Math.round((turns / wallMs) * 1000 * 10) / 10,
+      cpuMsPerTurn,
+      // The bench's own process: the load generator (sockets, HTTP) and the scripted LLM.
+      benchCpuMsPerTurn: Math.round(((benchCpu.user + benchCpu.system) / 1000 / (cfg.sessions * cfg.messages)) * 100) / 100,
+      loadAverage: { before: Math.round(loadBefore * 10) / 10, after: Math.round(loadAfter * 10) / 10 },
       llmCompletionCalls: llmCalls,
       postAcceptedMs: summary(postMs),
       postToFirstTokenMs: summary(firstToken),
@@ -423,6 +495,16 @@ if (ran.length) {
   console.log(row('processes', (r) => r.processes));
   console.log(row('turns measured', (r) => r.turnsMeasured));
   console.log(row('turns/s', (r) => r.turnsPerSecond));
+  console.log(row('CPU ms per turn (product)', (r) => {
+    const v = Object.entries(r.cpuMsPerTurn ?? {}).filter(([k]) => !k.endsWith(':node-only')).map(([, x]) => x);
+    return v.length ? Math.round(v.reduce((a, b) => a + b, 0) * 100) / 100 : 'n/a';
+  }));
+  console.log(row('  of which Node processes', (r) => {
+    const v = Object.entries(r.cpuMsPerTurn ?? {}).filter(([k]) => k.endsWith(':node-only')).map(([, x]) => x);
+    return v.length ? Math.round(v.reduce((a, b) => a + b, 0) * 100) / 100 : 'n/a';
+  }));
+  console.log(row('CPU ms per turn (bench + LLM)', (r) => r.benchCpuMsPerTurn ?? 'n/a'));
+  console.log(row('load average before/after', (r) => `${r.loadAverage?.before}/${r.loadAverage?.after}`));
   console.log(row('LLM TTFT alone p50/p99 ms', (r) => `${r.llmAlone.ttftMs.p50}/${r.llmAlone.ttftMs.p99}`));
   console.log(row(`LLM TTFT ×${cfg.sessions} p50/p99 ms`, (r) => `${r.llmDirect.ttftMs.p50}/${r.llmDirect.ttftMs.p99}`));
   console.log(row('POST accepted p50/p99 ms', (r) => `${r.postAcceptedMs.p50}/${r.postAcceptedMs.p99}`));

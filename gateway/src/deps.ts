@@ -46,6 +46,10 @@ export interface RagApi {
 
 export interface SchedulerApi {
   cancelReply(req: schedulerV1.DeepPartial<schedulerV1.CancelReplyRequest>): Promise<schedulerV1.CancelReplyResponse>;
+  /** Admin only (the gateway checks GatewayDeps.adminOwners): the dead letters of every owner. */
+  listDeadLetters(req: schedulerV1.DeepPartial<schedulerV1.ListDeadLettersRequest>): Promise<schedulerV1.ListDeadLettersResponse>;
+  /** Admin only: republishes a dead letter to its original topic, once. */
+  replayDeadLetter(req: schedulerV1.DeepPartial<schedulerV1.ReplayDeadLetterRequest>): Promise<schedulerV1.ReplayDeadLetterResponse>;
 }
 
 /** GatewayDeps is everything buildApp needs; all of it can be faked. */
@@ -67,6 +71,8 @@ export interface GatewayDeps {
   limits?: GatewayLimits;
   /** Origins allowed to open WebSockets (lower case; `*` = any). Unset: any. No Origin header: always allowed. */
   allowedOrigins?: readonly string[];
+  /** Owners allowed to use /api/admin (ADMIN_OWNERS). Unset or empty: nobody. */
+  adminOwners?: readonly string[];
   /**
    * Called with the app after every route is declared and before it is ready: tests use it to add
    * hooks (e.g. the check of every response against the OpenAPI document, see test/harness.ts).

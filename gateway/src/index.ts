@@ -70,6 +70,7 @@ export const gatewayModule = defineModule<GatewayValue>({
         maxStreamsPerOwner: cfg.MAX_STREAMS_PER_OWNER,
       }),
       allowedOrigins: cfg.WS_ALLOWED_ORIGINS,
+      adminOwners: cfg.ADMIN_OWNERS,
       logger: ctx.logger,
       maxBodyBytes: cfg.MAX_BODY_BYTES,
       bus,

@@ -123,11 +123,8 @@ export function jobToJson(j: ragV1.IngestJob | undefined) {
     persona_id: j.personaId,
     status: JOB_STATUS[j.status] ?? 'queued',
     progress: { chunks_done: j.chunksDone, chunks_total: j.chunksTotal },
+    ...(j.stage ? { stage: j.stage } : {}),
     ...(j.error ? { error: j.error } : {}),
     ...(j.sourceId ? { source_id: j.sourceId } : {}),
   };
-}
-
-export function documentToJson(d: ragV1.Document) {
-  return { chunk_id: d.chunkId, source_id: d.sourceId, title: d.title, url: d.url, text: d.text, score: d.score };
 }

@@ -162,10 +162,15 @@ export const IngestJob = obj(
     persona_id: str,
     status: { type: 'string', enum: ['queued', 'running', 'succeeded', 'failed'] },
     progress: obj(undefined, { chunks_done: { type: 'integer' }, chunks_total: { type: 'integer' } }),
+    stage: {
+      type: 'string',
+      enum: ['queued', 'fetch', 'extract', 'chunk', 'embed', 'upsert', 'done'],
+      description: 'where the job is, or where it failed',
+    },
     error: str,
     source_id: str,
   },
-  ['error', 'source_id'],
+  ['stage', 'error', 'source_id'],
 );
 
 export const ApiKey = obj('ApiKey', {

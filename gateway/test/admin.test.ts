@@ -1,15 +1,17 @@
 import assert from 'node:assert/strict';
 import { schedulerV1 } from '@chat/contracts';
-import { AppError, Code } from '@chat/errors';
 import type { GatewayDeps } from '../src/deps.js';
-import { adminOwnersFromEnv } from '../src/routes/admin.js';
+import { ConfigError, loadConfig } from '@chat/config';
+import { gatewayConfig } from '../src/config.js';
 import { alice, bob, testApp } from './harness.js';
 import { FakeScheduler } from './fakes.js';
 
-/** A scheduler fake with the dead-letter admin calls. */
+/** A scheduler fake holding one dead letter of bob's. */
 class FakeAdminScheduler extends FakeScheduler {
-  readonly letters: schedulerV1.DeadLetter[] = [
-    schedulerV1.DeadLetter.fromPartial({
+  constructor() {
+    super();
+    this.letters.push(
+      schedulerV1.DeadLetter.fromPartial({
       id: 'dl-1',
       topic: 'chat.messages.v1',
       key: 's-1',
@@ -26,25 +28,14 @@ class FakeAdminScheduler extends FakeScheduler {
       originalPartition: 2,
       originalOffset: 17,
     }),
-  ];
-  readonly listed: schedulerV1.ListDeadLettersRequest[] = [];
-  async listDeadLetters(req: schedulerV1.DeepPartial<schedulerV1.ListDeadLettersRequest>): Promise<schedulerV1.ListDeadLettersResponse> {
-    this.listed.push(schedulerV1.ListDeadLettersRequest.fromPartial(req));
-    return { deadLetters: this.letters.filter((d) => req.includeReplayed || !d.replayed), nextPageToken: '' };
-  }
-  async replayDeadLetter(req: schedulerV1.DeepPartial<schedulerV1.ReplayDeadLetterRequest>): Promise<schedulerV1.ReplayDeadLetterResponse> {
-    const d = this.letters.find((x) => x.id === req.id);
-    if (!d) throw AppError.notFound('dead letter', req.id ?? '');
-    if (d.replayed) throw new AppError(Code.FailedPrecondition, 'already replayed', { reason: 'already_replayed' });
-    Object.assign(d, { replayed: true, replayedAt: new Date('2026-01-02T00:00:00Z'), replayedBy: req.requestedBy });
-    return { deadLetter: d };
+    );
   }
 }
 
 describe('admin API: dead letters', () => {
   const app = () => {
     const scheduler = new FakeAdminScheduler();
-    const overrides = { scheduler, adminOwners: ['alice'] } as Partial<GatewayDeps>;
+    const overrides: Partial<GatewayDeps> = { scheduler, adminOwners: ['alice'] };
     return { ...testApp(overrides), admin: scheduler };
   };
 
@@ -102,9 +93,13 @@ describe('admin API: dead letters', () => {
     assert.equal((await gateway.app.inject({ method: 'POST', url: '/api/admin/dead_letters/nope/replay', headers: alice })).statusCode, 404);
   });
 
-  it('reads ADMIN_OWNERS from the environment when not given', () => {
-    assert.deepEqual(adminOwnersFromEnv({ ADMIN_OWNERS: 'root, ops@example.com' }), ['root', 'ops@example.com']);
-    assert.deepEqual(adminOwnersFromEnv({}), []);
-    assert.deepEqual(adminOwnersFromEnv({ ADMIN_OWNERS: 'bad owner!' }), []);
+  it('ADMIN_OWNERS comes from the configuration; without it nobody is an admin', async () => {
+    const cfg = (env: Record<string, string>) => loadConfig([gatewayConfig], env).get(gatewayConfig)!.ADMIN_OWNERS;
+    assert.deepEqual(cfg({ ADMIN_OWNERS: 'root, ops@example.com' }), ['root', 'ops@example.com']);
+    assert.equal(cfg({}), undefined);
+    assert.throws(() => cfg({ ADMIN_OWNERS: 'bad owner!' }), (e: unknown) => e instanceof ConfigError && e.problems[0]!.variable === 'ADMIN_OWNERS');
+    const { gateway } = testApp({ scheduler: new FakeAdminScheduler() });
+    const denied = await gateway.app.inject({ method: 'GET', url: '/api/admin/dead_letters', headers: alice });
+    assert.equal(denied.statusCode, 403);
   });
 });

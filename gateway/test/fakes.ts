@@ -1,6 +1,6 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { personaV1, ragV1, schedulerV1, sessionV1 } from '@chat/contracts';
-import { AppError } from '@chat/errors';
+import { AppError, Code } from '@chat/errors';
 import type { KeyStore } from '../src/auth.js';
 import type { RagApi, SchedulerApi, SessionApi } from '../src/deps.js';
 
@@ -21,10 +21,13 @@ export class FakeSessions implements SessionApi {
   readonly idempotency = new Map<string, sessionV1.SendMessageResponse>();
   readonly sent: sessionV1.SendMessageRequest[] = [];
 
+  /** Ids of sessions created ephemeral (OpenAI-compatible completions). */
+  readonly ephemeral = new Set<string>();
   async createSession(req: sessionV1.DeepPartial<sessionV1.CreateSessionRequest>): Promise<sessionV1.CreateSessionResponse> {
     const session = sessionV1.Session.fromPartial({ id: nextId('ses'), ownerId: req.ownerId, personaId: req.personaId, title: req.title, createdAt: new Date() });
     this.sessions.set(session.id, session);
     this.messages.set(session.id, []);
+    if (req.ephemeral) this.ephemeral.add(session.id);
     return { session };
   }
 
@@ -101,7 +104,7 @@ export class FakeRag implements RagApi {
   async ingestText(req: ragV1.DeepPartial<ragV1.IngestTextRequest>): Promise<ragV1.IngestTextResponse> {
     const full = ragV1.IngestTextRequest.fromPartial(req);
     this.ingested.push(full);
-    const job = ragV1.IngestJob.fromPartial({ id: nextId('job'), personaId: full.personaId, status: ragV1.JobStatus.JOB_STATUS_QUEUED, chunksTotal: 3 });
+    const job = ragV1.IngestJob.fromPartial({ id: nextId('job'), personaId: full.personaId, status: ragV1.JobStatus.JOB_STATUS_QUEUED, stage: 'queued', chunksTotal: 3 });
     this.jobs.set(job.id, { owner: full.ownerId, job });
     return { jobId: job.id };
   }
@@ -171,9 +174,23 @@ export class FakeRag implements RagApi {
 
 export class FakeScheduler implements SchedulerApi {
   readonly cancelled: schedulerV1.CancelReplyRequest[] = [];
+  /** The dead letters the admin calls see (tests fill it). */
+  readonly letters: schedulerV1.DeadLetter[] = [];
+  readonly listed: schedulerV1.ListDeadLettersRequest[] = [];
   async cancelReply(req: schedulerV1.DeepPartial<schedulerV1.CancelReplyRequest>): Promise<schedulerV1.CancelReplyResponse> {
     this.cancelled.push(schedulerV1.CancelReplyRequest.fromPartial(req));
     return { cancelled: true };
+  }
+  async listDeadLetters(req: schedulerV1.DeepPartial<schedulerV1.ListDeadLettersRequest>): Promise<schedulerV1.ListDeadLettersResponse> {
+    this.listed.push(schedulerV1.ListDeadLettersRequest.fromPartial(req));
+    return { deadLetters: this.letters.filter((d) => req.includeReplayed || !d.replayed), nextPageToken: '' };
+  }
+  async replayDeadLetter(req: schedulerV1.DeepPartial<schedulerV1.ReplayDeadLetterRequest>): Promise<schedulerV1.ReplayDeadLetterResponse> {
+    const d = this.letters.find((x) => x.id === req.id);
+    if (!d) throw AppError.notFound('dead letter', req.id ?? '');
+    if (d.replayed) throw new AppError(Code.FailedPrecondition, 'already replayed', { reason: 'already_replayed' });
+    Object.assign(d, { replayed: true, replayedAt: new Date('2026-01-02T00:00:00Z'), replayedBy: req.requestedBy });
+    return { deadLetter: d };
   }
 }
 

@@ -96,6 +96,8 @@ describe('gateway OpenAI-compatible API (/v1)', () => {
     assert.deepEqual(extra.citations.map((c) => c.source_id), ['src-1']);
     assert.equal(s.sessions.sessions.size, before + 1);
     assert.equal(s.sessions.sessions.get(extra.session_id)?.personaId, personaId);
+    // The session is marked ephemeral: the session service sweeps it after OPENAI_SESSION_RETENTION_HOURS.
+    assert.ok(s.sessions.ephemeral.has(extra.session_id));
     // Only the last user message is sent; the earlier ones seed the session.
     assert.equal(s.sessions.sent.at(-1)?.content, 'the soup');
   });

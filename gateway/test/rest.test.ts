@@ -238,12 +238,12 @@ describe('gateway REST API', () => {
       assertError(await t.gateway.app.inject({ method: 'POST', url: `/api/personas/${p.id}/ingest_text`, headers: alice, payload: { text: 'x'.repeat(100_000) } }), 413, 'too_large');
     });
 
-    it('reports an ingest job with status and progress', async () => {
+    it('reports an ingest job with status, stage and progress', async () => {
       const p = await createPersona(t);
       const { job_id } = json(await t.gateway.app.inject({ method: 'POST', url: `/api/personas/${p.id}/ingest_text`, headers: alice, payload: { text: 'hello' } }));
       const res = await t.gateway.app.inject({ method: 'GET', url: `/api/ingest_jobs/${job_id}`, headers: alice });
       assert.equal(res.statusCode, 200);
-      assert.deepEqual(json(res), { job_id, persona_id: p.id, status: 'queued', progress: { chunks_done: 0, chunks_total: 3 } });
+      assert.deepEqual(json(res), { job_id, persona_id: p.id, status: 'queued', stage: 'queued', progress: { chunks_done: 0, chunks_total: 3 } });
     });
 
     it('answers 404 for an unknown ingest job and for another owner’s job', async () => {

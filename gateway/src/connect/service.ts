@@ -19,6 +19,9 @@ export function toConnectError(err: unknown, logger: GatewayDeps['logger'], meth
     return new ConnectError('internal error', ConnectCode.Internal);
   }
   const meta = new Headers({ 'error-reason': appErr.reason });
+  // Rate limits and the stream cap say when to try again, as Retry-After does on REST.
+  const retryAfter = (appErr.details as { retry_after_seconds?: unknown } | undefined)?.retry_after_seconds;
+  if (typeof retryAfter === 'number') meta.set('retry-after', String(retryAfter));
   return new ConnectError(appErr.message, appErr.code as number as ConnectCode, meta);
 }
 

@@ -261,72 +261,97 @@ export function openaiRoutes(app: FastifyInstance, deps: GatewayDeps, hub: Socke
     const ownerId = ownerOf(req);
     const { history, content } = splitMessages(body.messages);
     const personaId = await resolveModel(deps, ownerId, body.model);
-    let sessionId: string;
+    // A streamed completion holds one of the owner's stream slots (like a WebSocket) until it ends;
+    // taken before anything is created, so a refused request (429 too_many_streams) leaves nothing.
+    const release = body.stream ? (deps.limits?.streams.acquire(ownerId) ?? (() => undefined)) : () => undefined;
+    let streaming = false;
     try {
-      const res = await deps.session.createSession({ ownerId, personaId, title: `OpenAI-compatible completion (${body.model})`.slice(0, 500), history });
-      sessionId = res.session!.id;
-    } catch (err) {
-      throw isAppError(err) && err.code === Code.NotFound ? modelNotFound(body.model) : err;
-    }
-
-    // Listen before sending, so no event of the reply can pass by; cursor 0 on a new session means
-    // any gap is filled from the durable store.
-    const waiter = new ReplyWaiter();
-    // A seq gap the store could not fill (resume_gap) is not fatal: the reply goes on.
-    const sub = hub.subscribe(
-      { session: sessionId, owner: ownerId, write: (f) => waiter.push(f), problem: (e) => (e.reason === 'resume_gap' ? undefined : waiter.fail(e)) },
-      { cursor: 0, source: deps.session },
-    );
-    let sent: { messageId: string; replyId: string };
-    try {
-      sent = await deps.session.sendMessage({ ownerId, sessionId, content, idempotencyKey: randomUUID() });
-    } catch (err) {
-      sub.close();
-      throw err;
-    }
-    waiter.replyId = sent.replyId;
-    const id = `chatcmpl-${sent.replyId}`;
-    const created = Math.floor(Date.now() / 1000);
-    const model = body.model;
-    let finished = false;
-    const cancel = () => {
-      if (finished) return;
-      finished = true;
-      sub.close();
-      // The client went away: stop generating (best effort).
-      deps.scheduler.cancelReply({ ownerId, sessionId, replyId: sent.replyId }).catch(() => undefined);
-    };
-
-    if (!body.stream) {
-      // The response's close before it finished means the client went away.
-      reply.raw.once('close', () => {
-        if (!reply.raw.writableFinished) cancel();
-      });
+      let sessionId: string;
       try {
-        const deadline = Date.now() + COMPLETION_TIMEOUT_MS;
-        for (;;) {
-          const f = await waiter.next(deadline);
-          if (f.type === 'reply.failed') throw replyError(f);
-          if (f.type === 'reply.completed') {
-            finished = true;
-            return {
-              id,
-              object: 'chat.completion',
-              created,
-              model,
-              choices: [{ index: 0, message: { role: 'assistant', content: f.content, refusal: null }, finish_reason: 'stop', logprobs: null }],
-              citations: f.citations,
-              session_id: sessionId,
-            };
-          }
-        }
-      } finally {
+        // Ephemeral: the session service deletes it after OPENAI_SESSION_RETENTION_HOURS (docs/decisions/0019).
+        const res = await deps.session.createSession({ ownerId, personaId, title: `OpenAI-compatible completion (${body.model})`.slice(0, 500), history, ephemeral: true });
+        sessionId = res.session!.id;
+      } catch (err) {
+        throw isAppError(err) && err.code === Code.NotFound ? modelNotFound(body.model) : err;
+      }
+
+      // Listen before sending, so no event of the reply can pass by; cursor 0 on a new session means
+      // any gap is filled from the durable store.
+      const waiter = new ReplyWaiter();
+      // A seq gap the store could not fill (resume_gap) is not fatal: the reply goes on.
+      const sub = hub.subscribe(
+        { session: sessionId, owner: ownerId, write: (f) => waiter.push(f), problem: (e) => (e.reason === 'resume_gap' ? undefined : waiter.fail(e)) },
+        { cursor: 0, source: deps.session },
+      );
+      let sent: { messageId: string; replyId: string };
+      try {
+        sent = await deps.session.sendMessage({ ownerId, sessionId, content, idempotencyKey: randomUUID() });
+      } catch (err) {
+        sub.close();
+        throw err;
+      }
+      waiter.replyId = sent.replyId;
+      const id = `chatcmpl-${sent.replyId}`;
+      const created = Math.floor(Date.now() / 1000);
+      const model = body.model;
+      let finished = false;
+      const cancel = () => {
+        if (finished) return;
         finished = true;
         sub.close();
-      }
-    }
+        // Wake a stream still waiting, so it ends (and frees its stream slot) now, not at its deadline.
+        waiter.fail(new AppError(Code.Cancelled, 'the client went away', { reason: 'cancelled' }));
+        // The client went away: stop generating (best effort).
+        deps.scheduler.cancelReply({ ownerId, sessionId, replyId: sent.replyId }).catch(() => undefined);
+      };
 
-    return streamCompletion(req, reply, { id, created, model, sessionId, waiter, cancel, done: () => (finished = true), close: () => sub.close() });
+      if (!body.stream) {
+        // The response's close before it finished means the client went away.
+        reply.raw.once('close', () => {
+          if (!reply.raw.writableFinished) cancel();
+        });
+        try {
+          const deadline = Date.now() + COMPLETION_TIMEOUT_MS;
+          for (;;) {
+            const f = await waiter.next(deadline);
+            if (f.type === 'reply.failed') throw replyError(f);
+            if (f.type === 'reply.completed') {
+              finished = true;
+              return {
+                id,
+                object: 'chat.completion',
+                created,
+                model,
+                choices: [{ index: 0, message: { role: 'assistant', content: f.content, refusal: null }, finish_reason: 'stop', logprobs: null }],
+                citations: f.citations,
+                session_id: sessionId,
+              };
+            }
+          }
+        } finally {
+          finished = true;
+          sub.close();
+        }
+      }
+
+      streaming = true;
+      return streamCompletion(req, reply, {
+        id,
+        created,
+        model,
+        sessionId,
+        waiter,
+        cancel,
+        done: () => (finished = true),
+        close: () => {
+          sub.close();
+          release();
+        },
+      });
+    } finally {
+      // Every way out before the stream started gives the slot back; the stream gives it back when it ends.
+      if (!streaming) release();
+    }
   });
 }
 

@@ -1,30 +1,9 @@
 import type { FastifyInstance } from 'fastify';
 import type { schedulerV1 } from '@chat/contracts';
 import { AppError, Code } from '@chat/errors';
-import { gatewayConfig } from '../config.js';
 import type { GatewayDeps } from '../deps.js';
 import { obj, params, queryInt } from '../schemas.js';
 import { intParam, ownerOf } from './util.js';
-
-/** The scheduler's admin calls (SchedulerClient of @chat/clients has them). */
-export interface DeadLetterAdminApi {
-  listDeadLetters(req: schedulerV1.DeepPartial<schedulerV1.ListDeadLettersRequest>): Promise<schedulerV1.ListDeadLettersResponse>;
-  replayDeadLetter(req: schedulerV1.DeepPartial<schedulerV1.ReplayDeadLetterRequest>): Promise<schedulerV1.ReplayDeadLetterResponse>;
-}
-
-/** AdminDeps are what the admin routes read beyond GatewayDeps (all optional, see adminRoutes). */
-export interface AdminDeps {
-  /** Owners allowed to use /api/admin; default: ADMIN_OWNERS from the environment. */
-  adminOwners?: readonly string[];
-}
-
-/** adminOwnersFromEnv reads ADMIN_OWNERS with the gateway's own schema (already validated at start). */
-export function adminOwnersFromEnv(env: Record<string, string | undefined> = process.env): string[] {
-  const raw = env.ADMIN_OWNERS?.trim();
-  if (!raw) return [];
-  const parsed = gatewayConfig.shape.ADMIN_OWNERS.safeParse(raw);
-  return parsed.success ? [...(parsed.data ?? [])] : [];
-}
 
 const iso = (d: Date | undefined) => (d ? d.toISOString() : null);
 
@@ -90,19 +69,13 @@ const Replayed = obj('ReplayedDeadLetter', { dead_letter: DeadLetter });
  * already_replayed). A replayed message whose reply already completed is skipped by the scheduler,
  * and a reply row exists once per message (unique reply_to), so a replay never duplicates a reply.
  */
-export function adminRoutes(app: FastifyInstance, deps: GatewayDeps & AdminDeps): void {
-  const admins = new Set(deps.adminOwners ?? adminOwnersFromEnv());
+export function adminRoutes(app: FastifyInstance, deps: GatewayDeps): void {
+  const admins = new Set(deps.adminOwners ?? []);
   const requireAdmin = (req: object): string => {
     const owner = ownerOf(req);
     if (!admins.has(owner)) throw new AppError(Code.PermissionDenied, 'this route is for administrators (ADMIN_OWNERS)', { reason: 'permission_denied' });
     return owner;
   };
-  const scheduler = (): DeadLetterAdminApi => {
-    const s = deps.scheduler as Partial<DeadLetterAdminApi>;
-    if (typeof s.listDeadLetters !== 'function' || typeof s.replayDeadLetter !== 'function') throw new AppError(Code.Unimplemented, 'the scheduler client has no dead-letter API', { reason: 'unimplemented' });
-    return s as DeadLetterAdminApi;
-  };
-
   app.get(
     '/admin/dead_letters',
     {
@@ -125,7 +98,7 @@ export function adminRoutes(app: FastifyInstance, deps: GatewayDeps & AdminDeps)
     async (req) => {
       requireAdmin(req);
       const q = req.query as { topic?: string; limit?: string; page_token?: string; include_replayed?: string };
-      const res = await scheduler().listDeadLetters({
+      const res = await deps.scheduler.listDeadLetters({
         topic: q.topic ?? '',
         pageSize: intParam('limit', q.limit, 1, 500) ?? 50,
         pageToken: q.page_token ?? '',
@@ -141,7 +114,7 @@ export function adminRoutes(app: FastifyInstance, deps: GatewayDeps & AdminDeps)
     async (req) => {
       const owner = requireAdmin(req);
       const { id } = req.params as { id: string };
-      const res = await scheduler().replayDeadLetter({ id, requestedBy: owner });
+      const res = await deps.scheduler.replayDeadLetter({ id, requestedBy: owner });
       return { dead_letter: deadLetterToJson(res.deadLetter) };
     },
   );

@@ -78,6 +78,14 @@ export class SocketHub {
   private readonly bySession = new Map<string, Set<Sink>>();
   private readonly clients = new Map<Client, Sink>();
   private readonly history = new Map<string, ReplyFrame[]>();
+  /**
+   * The seq of the final frame (completed/failed) of recent replies, least recently used first: a
+   * second final frame of one reply under another seq is never shown (decision 0018). It is kept in
+   * the sequence as a silent frame: it moves subscribers' cursors, so nobody waits for its seq.
+   */
+  private readonly finals = new Map<string, number>();
+  /** Frames that only move cursors (a dropped second final); never written to a subscriber. */
+  private readonly silent = new WeakSet<ReplyFrame>();
   private heartbeat: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: HubOptions) {}
@@ -161,8 +169,20 @@ export class SocketHub {
 
   /** publish records a reply event and delivers its frame to every subscriber of its session. */
   publish(event: eventsV1.ReplyEvent): void {
-    const frame = replyFrame(event);
+    // A replayed dead letter runs its failed reply again: its next final is the one that counts.
+    if (event.reopened) this.finals.delete(event.replyId);
+    const frame = replyFrame(event) ?? (event.seq > 0 ? this.silentFrame(event) : undefined);
     if (!frame || !event.sessionId) return;
+    if (frame.type !== 'reply.delta' && event.seq > 0) {
+      const first = this.finals.get(frame.reply_id);
+      if (first === undefined) {
+        this.finals.set(frame.reply_id, frame.seq);
+        while (this.finals.size > 10_000) this.finals.delete(this.finals.keys().next().value!);
+      } else if (first !== frame.seq) {
+        this.options.logger.warn('second final event of a reply dropped', { reply_id: frame.reply_id, seq: frame.seq, first_seq: first });
+        this.silent.add(frame);
+      }
+    }
     if (!this.remember(event.sessionId, frame)) return; // a redelivered event: already sent
     for (const sink of this.bySession.get(event.sessionId) ?? []) {
       if (event.ownerId && sink.sub.owner !== event.ownerId) continue;
@@ -190,7 +210,14 @@ export class SocketHub {
 
   private deliver(sink: Sink, frame: ReplyFrame): void {
     if (frame.seq > 0) sink.cursor = frame.seq;
-    sink.sub.write(frame);
+    if (!this.silent.has(frame)) sink.sub.write(frame);
+  }
+
+  /** silentFrame stands for an event without a frame (a tombstone) that still holds its seq. */
+  private silentFrame(event: eventsV1.ReplyEvent): ReplyFrame {
+    const frame: ReplyFrame = { type: 'reply.delta', reply_id: event.replyId, seq: event.seq, text: '' };
+    this.silent.add(frame);
+    return frame;
   }
 
   /** rewind sets a sink's cursor back to lastSeq and catches it up (buffer, else store), holding live frames meanwhile. */
@@ -248,8 +275,8 @@ export class SocketHub {
         }
         for (const e of page.events) {
           if (e.seq !== sink.cursor! + 1) continue;
-          const f = replyFrame(e);
-          if (f) this.deliver(sink, f);
+          // A stored tombstone (a dropped second final, decision 0018) only moves the cursor.
+          this.deliver(sink, replyFrame(e) ?? this.silentFrame(e));
         }
         askStore = page.hasMore;
       }
@@ -312,9 +339,10 @@ export class SocketHub {
    * means the buffer reaches back to lastSeq + 1 (or nothing was missed, as far as known).
    */
   replay(session: string, lastSeq: number, knownLastSeq?: number): { frames: ReplyFrame[]; complete: boolean } {
-    const frames = (this.history.get(session) ?? []).filter((f) => f.seq > lastSeq);
-    const first = frames[0];
-    const newest = Math.max(knownLastSeq ?? 0, frames[frames.length - 1]?.seq ?? 0);
+    const all = (this.history.get(session) ?? []).filter((f) => f.seq > lastSeq);
+    const first = all[0];
+    const frames = all.filter((f) => !this.silent.has(f));
+    const newest = Math.max(knownLastSeq ?? 0, all[all.length - 1]?.seq ?? 0);
     const complete = newest <= lastSeq || (first !== undefined && first.seq <= lastSeq + 1);
     return { frames, complete };
   }

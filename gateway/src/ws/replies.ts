@@ -16,6 +16,8 @@ export function subscribeReplies(bus: EventBus, hub: SocketHub, logger: Logger, 
     groupId,
     // A fresh group per instance: start at the end, never replay the whole reply log at start.
     fromBeginning: false,
+    // …and delete it at stop, so every restart does not leave a group behind (docs/decisions/0019).
+    ephemeral: true,
     handler: async (record) => {
       let event: eventsV1.ReplyEvent;
       try {

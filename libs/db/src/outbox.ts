@@ -1,4 +1,4 @@
-import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
+import type { Sequelize, Transaction } from 'sequelize';
 import type { EventBus, OutgoingEvent } from '@chat/events';
 import type { Logger } from '@chat/logger';
 
@@ -15,6 +15,14 @@ export function outboxMigration(schema: string): { id: string; up: string } {
       created_at timestamptz not null default now()
     )`,
   };
+}
+
+/** Rows one relay pass publishes at most. */
+const BATCH = 200;
+
+/** The pool's pg client, used directly for multi-statement round trips. */
+interface RawConnection {
+  query(sql: string): Promise<{ rows: unknown[] } | Array<{ rows: unknown[] }>>;
 }
 
 interface OutboxRow {
@@ -52,6 +60,18 @@ export class Outbox {
     });
   }
 
+  /**
+   * insertStatement is the outbox insert as SQL with named replacements (all prefixed `outbox_`),
+   * for a caller that writes its row and the event in one statement (a data-modifying CTE: atomic
+   * without a transaction's extra round trips); call kick() after it succeeded.
+   */
+  insertStatement(topic: string, event: OutgoingEvent): { sql: string; replacements: Record<string, unknown> } {
+    return {
+      sql: `insert into ${this.schema}.outbox (topic, key, payload, headers) values (:outbox_topic, :outbox_key, :outbox_payload, :outbox_headers)`,
+      replacements: { outbox_topic: topic, outbox_key: event.key, outbox_payload: Buffer.from(event.value), outbox_headers: JSON.stringify(event.headers ?? {}) },
+    };
+  }
+
   /** start begins the periodic sweep and publishes what an earlier run left. */
   start(): void {
     this.kick();
@@ -82,30 +102,48 @@ export class Outbox {
   /** drain publishes pending rows in id order, deleting each batch after the bus acknowledged it. */
   private async drain(): Promise<void> {
     for (;;) {
-      const published = await this.sequelize.transaction(async (t) => {
-        // Lock the batch so that two relays (replicas) never publish the same rows concurrently;
-        // NOWAIT-free: a second relay simply waits, keeping per-key order.
-        const rows = await this.sequelize.query<OutboxRow>(
-          `select id, topic, key, payload, headers from ${this.schema}.outbox order by id limit 200 for update`,
-          { type: QueryTypes.SELECT, transaction: t },
-        );
-        if (rows.length === 0) return 0;
-        const byTopic = new Map<string, OutgoingEvent[]>();
-        for (const r of rows) {
-          const list = byTopic.get(r.topic) ?? [];
-          list.push({ key: r.key, value: r.payload, headers: r.headers });
-          byTopic.set(r.topic, list);
-        }
-        for (const [topic, events] of byTopic) await this.bus.publish(topic, events);
-        // Delete exactly the rows published: ids are not committed in order, so a range could
-        // remove a row that committed while this batch was being published.
-        await this.sequelize.query(`delete from ${this.schema}.outbox where id in (:ids)`, {
-          replacements: { ids: rows.map((r) => r.id) },
-          transaction: t,
-        });
-        return rows.length;
-      });
-      if (published < 200) return;
+      const published = await this.drainBatch();
+      if (published < BATCH) return;
+    }
+  }
+
+  /**
+   * drainBatch is one relay pass on a connection of the pool, in two round trips instead of four
+   * (BEGIN and the locking read together; the delete and COMMIT together), so that an event leaves
+   * one round trip after its row committed. The transaction is the same as before: the batch is
+   * locked (a second relay waits, keeping per-key order), published, then exactly its rows are
+   * deleted (ids are not committed in order, so a range could remove a row that committed while
+   * this batch was being published).
+   */
+  private async drainBatch(): Promise<number> {
+    const manager = this.sequelize.connectionManager;
+    const conn = (await manager.getConnection({ type: 'write' })) as unknown as RawConnection;
+    let open = false;
+    try {
+      open = true;
+      const res = await conn.query(`begin; select id, topic, key, payload, headers from ${this.schema}.outbox order by id limit ${BATCH} for update`);
+      const rows = (Array.isArray(res) ? res[res.length - 1]! : res).rows as OutboxRow[];
+      if (rows.length === 0) {
+        await conn.query('commit');
+        open = false;
+        return 0;
+      }
+      const byTopic = new Map<string, OutgoingEvent[]>();
+      for (const r of rows) {
+        const list = byTopic.get(r.topic) ?? [];
+        list.push({ key: r.key, value: r.payload, headers: r.headers });
+        byTopic.set(r.topic, list);
+      }
+      for (const [topic, events] of byTopic) await this.bus.publish(topic, events);
+      const ids = rows.map((r) => Number(r.id));
+      if (!ids.every((id) => Number.isSafeInteger(id))) throw new Error('outbox ids must be integers');
+      await conn.query(`delete from ${this.schema}.outbox where id in (${ids.join(',')}); commit`);
+      open = false;
+      return rows.length;
+    } finally {
+      // A pass that failed midway rolls back: its rows stay and the next pass publishes them again.
+      if (open) await conn.query('rollback').catch(() => undefined);
+      await manager.releaseConnection(conn as never);
     }
   }
 

@@ -3,7 +3,7 @@ import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { configureLogger, getLogger } from '@chat/logger';
-import { connectDatabase, isolatedDatabase, migrate, QueryTypes, startEmbeddedPostgres, type Database, type EmbeddedPostgres, type Migration } from '../src/index.js';
+import { connectDatabase, isolatedDatabase, migrate, QueryTypes, startEmbeddedPostgres, type Database, type EmbeddedPostgres, type IsolatedDatabase, type Migration } from '../src/index.js';
 
 configureLogger({ silent: true });
 const logger = getLogger('test');
@@ -13,10 +13,14 @@ describe('migrate (on real PostgreSQL)', function () {
   let tmp = '';
   let embedded: EmbeddedPostgres | undefined;
   let url = '';
+  let isolated: IsolatedDatabase | undefined;
   const open: Database[] = [];
 
   before(async () => {
-    if (process.env.DATABASE_URL) url = (await isolatedDatabase(process.env.DATABASE_URL, 'migrate_test', logger)).url;
+    if (process.env.DATABASE_URL) {
+      isolated = await isolatedDatabase(process.env.DATABASE_URL, 'migrate_test', logger);
+      url = isolated.url;
+    }
     else {
       tmp = mkdtempSync(join(tmpdir(), 'migrate-'));
       chmodSync(tmp, 0o755);
@@ -26,6 +30,7 @@ describe('migrate (on real PostgreSQL)', function () {
   });
   after(async () => {
     for (const db of open) await db.close();
+    await isolated?.drop();
     await embedded?.stop();
     if (tmp) rmSync(tmp, { recursive: true, force: true });
   });

@@ -42,6 +42,13 @@ export interface SubscribeOptions {
    * a gateway's socket fan-out) starts at the end.
    */
   fromBeginning?: boolean;
+  /**
+   * The group belongs to this one subscription (a gateway's per-instance live fan-out): on Kafka,
+   * stop() and close() delete the consumer group after the member leaves, so restarts do not leave
+   * groups behind (a crashed process's group still expires with the broker's offsets retention).
+   * The in-process bus has no groups to delete. docs/decisions/0019.
+   */
+  ephemeral?: boolean;
 }
 
 /** DeliveryContext comes with each event given to a handler. */

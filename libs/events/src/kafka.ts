@@ -1,4 +1,4 @@
-import { Kafka, logLevel, type Consumer, type Producer, type LogEntry } from 'kafkajs';
+import { Kafka, logLevel, type Consumer, type Message, type Producer, type LogEntry } from 'kafkajs';
 import { getLogger } from '@chat/logger';
 import { type BusStats, type EventBus, type EventRecord, type OutgoingEvent, type SubscribeOptions, type Subscription, type TopicSpec } from './bus.js';
 import { deliver, DLT_SUFFIX, dltTopic, isDltTopic, StatsCounter } from './dead-letter.js';
@@ -25,6 +25,11 @@ export interface KafkaBusOptions {
   rebalanceTimeoutMs?: number;
 }
 
+/** Most publish calls that travel together in one produce request. */
+const MAX_PUBLISHES_PER_REQUEST = 200;
+/** Payload bytes after which no further publish call joins a produce request. */
+const MAX_BATCH_BYTES = 256 * 1024;
+
 /** How often a member heartbeats while a handler runs (kafkajs itself heartbeats only between events). */
 const HEARTBEAT_MS = 1_000;
 
@@ -38,6 +43,8 @@ export class KafkaBus implements EventBus {
   private producer: Producer | undefined;
   private producerReady: Promise<Producer> | undefined;
   private readonly consumers = new Set<Consumer>();
+  /** Groups of ephemeral subscriptions, deleted when their consumer stops. */
+  private readonly ephemeralGroups = new Map<Consumer, string>();
   private readonly groupTopics = new Map<string, string>();
   private readonly logger = getLogger('bus');
   private readonly counters = new StatsCounter();
@@ -115,13 +122,55 @@ export class KafkaBus implements EventBus {
     return this.producerReady;
   }
 
+  /**
+   * publish sends events and resolves once the broker acknowledged them. The first publish goes at
+   * once; publishes made while a send is in flight wait for it and then go together, in call
+   * order, as one produce request (`sendBatch`): one broker round trip for many callers instead of
+   * one each (the producer has one request in flight, so they would queue anyway). Each caller
+   * learns the outcome of the request that carried its events.
+   */
   async publish(topic: string, events: OutgoingEvent[]): Promise<void> {
     if (events.length === 0) return;
-    const producer = await this.getProducer();
-    await producer.send({
-      topic: this.physical(topic),
-      messages: events.map((e) => ({ key: e.key, value: Buffer.from(e.value), headers: e.headers })),
+    const messages = events.map((e) => ({ key: e.key, value: Buffer.from(e.value), headers: e.headers }));
+    await new Promise<void>((resolve, reject) => {
+      this.sendQueue.push({ topic: this.physical(topic), messages, resolve, reject });
+      if (!this.sending) void this.pumpSends();
     });
+  }
+
+  private readonly sendQueue: Array<{ topic: string; messages: Message[]; resolve: () => void; reject: (err: unknown) => void }> = [];
+  private sending = false;
+
+  private async pumpSends(): Promise<void> {
+    this.sending = true;
+    try {
+      while (this.sendQueue.length > 0) {
+        // Bounded by count and size (the broker refuses a request above its message size limit).
+        let n = 0;
+        let bytes = 0;
+        while (n < this.sendQueue.length && n < MAX_PUBLISHES_PER_REQUEST && (n === 0 || bytes < MAX_BATCH_BYTES)) {
+          bytes += this.sendQueue[n]!.messages.reduce((sum, m) => sum + (m.value as Buffer).length, 0);
+          n++;
+        }
+        const batch = this.sendQueue.splice(0, n);
+        try {
+          const producer = await this.getProducer();
+          // One entry per topic, in call order: a partition's messages keep the order they were published in.
+          const byTopic = new Map<string, Message[]>();
+          for (const b of batch) {
+            const list = byTopic.get(b.topic);
+            if (list) list.push(...b.messages);
+            else byTopic.set(b.topic, [...b.messages]);
+          }
+          await producer.sendBatch({ topicMessages: [...byTopic].map(([t, messages]) => ({ topic: t, messages })) });
+          for (const b of batch) b.resolve();
+        } catch (err) {
+          for (const b of batch) b.reject(err);
+        }
+      }
+    } finally {
+      this.sending = false;
+    }
   }
 
   /** publishDeadLetter writes one event to a dead-letter topic, creating it beside its topic if it is missing. */
@@ -241,6 +290,7 @@ export class KafkaBus implements EventBus {
         timer = setTimeout(() => reject(new Error(`consumer group ${options.groupId} did not join within 30 s`)), 30_000);
       }),
     ]).finally(() => clearTimeout(timer));
+    if (options.ephemeral) this.ephemeralGroups.set(consumer, this.physical(options.groupId));
     return {
       stop: async () => {
         stopping = true;
@@ -248,15 +298,34 @@ export class KafkaBus implements EventBus {
         await dispatcher?.drain();
         this.consumers.delete(consumer);
         await consumer.disconnect();
+        await this.deleteEphemeralGroup(consumer);
       },
       crashed,
     };
   }
 
+  /** deleteEphemeralGroup deletes the group of an ephemeral subscription whose member has left (best effort: logged). */
+  private async deleteEphemeralGroup(consumer: Consumer): Promise<void> {
+    const group = this.ephemeralGroups.get(consumer);
+    if (!group) return;
+    this.ephemeralGroups.delete(consumer);
+    const admin = this.kafka.admin();
+    try {
+      await admin.connect();
+      await admin.deleteGroups([group]);
+    } catch (err) {
+      this.logger.warn('could not delete an ephemeral consumer group; it expires with the offsets retention', { group, err });
+    } finally {
+      await admin.disconnect().catch(() => undefined);
+    }
+  }
+
   async close(): Promise<void> {
     this.closing = true;
-    await Promise.allSettled([...this.consumers].map((c) => c.disconnect()));
+    const consumers = [...this.consumers];
+    await Promise.allSettled(consumers.map((c) => c.disconnect()));
     this.consumers.clear();
+    await Promise.allSettled(consumers.map((c) => this.deleteEphemeralGroup(c)));
     if (this.producer) await this.producer.disconnect();
     this.producer = undefined;
     this.producerReady = undefined;

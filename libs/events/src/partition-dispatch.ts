@@ -56,9 +56,10 @@ export class PartitionDispatcher {
    * the partition is revoked; it must reject only when the event is not to be acknowledged.
    */
   async dispatch(topic: string, partition: number, offset: string, eventKey: string, run: (signal: AbortSignal) => Promise<void>, whileWaiting: () => void): Promise<void> {
-    let p = this.get(topic, partition);
-    // Fetched again after a rejoin while still in progress, or handled but not committed yet.
-    if (p.known.has(offset)) return;
+    const p = this.get(topic, partition);
+    // Fetched again after a rejoin while still in progress, or handled but not committed yet. One
+    // left unacknowledged ('failed': the member was stopping or lost the partition) runs again.
+    if (this.seen(p, offset)) return;
     while (p.inFlight >= this.limit) {
       const beat = setInterval(whileWaiting, 1_000);
       try {
@@ -66,8 +67,10 @@ export class PartitionDispatcher {
       } finally {
         clearInterval(beat);
       }
-      if (p.revoked) p = this.get(topic, partition);
-      if (p.known.has(offset)) return;
+      // The partition went to another member while this event waited: it is that member's now
+      // (nothing of it is committed here). Running it here too would handle it twice.
+      if (p.revoked) return;
+      if (this.seen(p, offset)) return;
     }
     p.known.set(offset, 'running');
     p.inFlight++;
@@ -92,6 +95,11 @@ export class PartitionDispatcher {
         if (!part.revoked) part.committing = part.committing.then(() => this.commitUpTo(topic, partition, part));
       });
     part.tails.set(eventKey, tail);
+  }
+
+  private seen(p: Partition, offset: string): boolean {
+    const state = p.known.get(offset);
+    return state === 'running' || state === 'done';
   }
 
   /** commitUpTo commits the offset of the oldest event not handled (or the one after the last handled). */

@@ -3,16 +3,10 @@ import { randomUUID } from 'node:crypto';
 import { Kafka, logLevel } from 'kafkajs';
 import { configureLogger } from '@chat/logger';
 import { KafkaBus, PermanentError, type EventRecord } from '../src/index.js';
+import { eventually } from './helpers.js';
 
 configureLogger({ silent: true });
 
-async function eventually(what: string, fn: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!fn()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe('KafkaBus namespaces', function () {
   this.timeout(60_000);

@@ -2,17 +2,11 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { configureLogger, getLogger } from '@chat/logger';
 import { KafkaBus, type EventRecord } from '../src/index.js';
+import { eventually } from './helpers.js';
 import { PartitionDispatcher } from '../src/partition-dispatch.js';
 
 configureLogger({ silent: true });
 
-async function eventually(what: string, fn: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!fn()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 function gate(): { wait: Promise<void>; open: () => void; fail: (e: Error) => void } {
   let open!: () => void;
@@ -69,6 +63,30 @@ describe('partition dispatcher (concurrent keys, ordered commits)', () => {
     await p;
     await d.drain();
     assert.equal(started, 3);
+  });
+
+  it('runs again an event left unacknowledged when it is fetched again; an event waiting for a slot of a revoked partition never runs', async () => {
+    const commits: string[] = [];
+    const d = new PartitionDispatcher(1, async (_t, _p, o) => void commits.push(o), logger);
+    const runs: string[] = [];
+    await d.dispatch('t', 0, '0', 'a', async () => {
+      runs.push('0');
+      throw new Error('left unacknowledged');
+    }, () => {});
+    await d.drain();
+    assert.deepEqual(commits, [], 'nothing committed past it');
+    await d.dispatch('t', 0, '0', 'a', async () => void runs.push('0 again'), () => {});
+    await d.drain();
+    assert.deepEqual(runs, ['0', '0 again']);
+    assert.equal(commits.at(-1), '1');
+    // At the limit: the next event waits for a slot; the partition is revoked meanwhile.
+    const g = gate();
+    await d.dispatch('t', 0, '1', 'a', (signal) => Promise.race([g.wait, new Promise<void>((_r, rej) => signal.addEventListener('abort', () => rej(new Error('revoked'))))]), () => {});
+    const waiting = d.dispatch('t', 0, '2', 'b', async () => void runs.push('2'), () => {});
+    d.assigned({ t: [] });
+    await waiting;
+    await d.drain();
+    assert.ok(!runs.includes('2'), 'not run by a member that no longer owns its partition');
   });
 
   it('aborts the events of a revoked partition and commits nothing more for it', async () => {

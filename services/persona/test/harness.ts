@@ -3,7 +3,7 @@ import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PersonaClient, type ServiceEndpoint } from '@chat/clients';
-import { connectDatabase, startEmbeddedPostgres, type Database, type EmbeddedPostgres, isolatedDatabase } from '@chat/db';
+import { connectDatabase, startEmbeddedPostgres, type Database, type EmbeddedPostgres, type IsolatedDatabase, isolatedDatabase } from '@chat/db';
 import { InProcessBus, type EventBus, type OutgoingEvent } from '@chat/events';
 import { closeClients } from '@chat/grpc';
 import { configureLogger, type Logger } from '@chat/logger';
@@ -60,7 +60,11 @@ export async function startPersona(env: Record<string, string> = {}): Promise<Pe
   // As root, the embedded server runs as the postgres user, which must reach its data directory.
   chmodSync(tmp, 0o755);
   let databaseUrl: string;
-  if (process.env.DATABASE_URL) databaseUrl = (await isolatedDatabase(process.env.DATABASE_URL, 'persona_test', logger)).url;
+  let isolated: IsolatedDatabase | undefined;
+  if (process.env.DATABASE_URL) {
+    isolated = await isolatedDatabase(process.env.DATABASE_URL, 'persona_test', logger);
+    databaseUrl = isolated.url;
+  }
   else {
     // One embedded server per test process (it cannot be started twice in one process); each
     // harness gets a database of its own on it.
@@ -101,6 +105,7 @@ export async function startPersona(env: Record<string, string> = {}): Promise<Pe
       await runtime.stop();
       closeClients();
       await db.close();
+      await isolated?.drop();
       rmSync(tmp, { recursive: true, force: true });
     },
   };

@@ -92,4 +92,6 @@ export const ragConfig = defineConfig({
   RAG_RERANK_TIMEOUT_MS: env.millis().default(10_000),
   /** Reply token limit when a request sets none. */
   RAG_DEFAULT_MAX_TOKENS: env.positiveInt().default(1024),
+  /** After the first delta of a reply, tokens arriving within this many ms go on as one delta (0: one delta per model chunk). */
+  RAG_DELTA_COALESCE_MS: z.coerce.number({ message: 'must be a number' }).int('must be a whole number').min(0, 'must be 0..1000').max(1000, 'must be 0..1000').default(20),
 });

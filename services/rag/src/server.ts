@@ -15,6 +15,8 @@ import { PgReembedJobRepository, PgSpaceRepository } from './adapters/postgres/k
 import { GrpcPersonaProfileSource, keyOpener, type ResolvePersonaCall } from './adapters/persona/profile-source.js';
 import { ragMigrations } from './adapters/postgres/migrations.js';
 import { PgJobRepository, PgSourceRepository } from './adapters/postgres/repositories.js';
+import { PgPersonaLocks } from './adapters/postgres/persona-locks.js';
+import { findLegacyLance, findLegacyMilvus, warnAboutLegacyVectors } from './adapters/legacy-vectors.js';
 import type { ConfigOf } from '@chat/config';
 import type { ragConfig } from './config.js';
 import { Generator } from './domain/generate.js';
@@ -70,11 +72,15 @@ export interface RagServer {
 /** openVectorStore opens Milvus when MILVUS_ADDRESS is set, else the embedded LanceDB store. */
 export async function openVectorStore(config: ConfigOf<typeof ragConfig>, dimensions: number, logger: Logger): Promise<VectorStore> {
   if (config.MILVUS_ADDRESS) {
-    logger.info('vector store: milvus', { address: config.MILVUS_ADDRESS, collection: config.MILVUS_COLLECTION });
-    return MilvusVectorStore.open({ address: config.MILVUS_ADDRESS, collection: config.MILVUS_COLLECTION, dimensions, logger, settleMs: config.RAG_MILVUS_SETTLE_MS });
+    const address = config.MILVUS_ADDRESS;
+    logger.info('vector store: milvus', { address, collection: config.MILVUS_COLLECTION });
+    // Vectors of the version before embedding spaces are not read; say so once (docs/operations.md, "Upgrading").
+    await warnAboutLegacyVectors(() => findLegacyMilvus({ address, prefix: config.MILVUS_COLLECTION }), logger);
+    return MilvusVectorStore.open({ address, collection: config.MILVUS_COLLECTION, dimensions, logger, settleMs: config.RAG_MILVUS_SETTLE_MS });
   }
   const dir = config.LANCEDB_DIR ?? join(config.DATA_DIR, 'lancedb');
   logger.info('vector store: lancedb', { dir });
+  await warnAboutLegacyVectors(() => findLegacyLance(dir), logger);
   return LanceVectorStore.open(dir, logger, { annIndexThreshold: config.RAG_LANCEDB_ANN_INDEX_ROWS });
 }
 
@@ -117,10 +123,13 @@ export async function startRagServer(deps: RagServerDeps): Promise<RagServer> {
   const index = new KnowledgeIndex({ store, spaces, profiles: { configured: (o, p) => profiles.embedding(o, p) }, makeEmbedder, logger });
   if (llm.development) logger.warn('replies come from the built-in development model, not a real language model', { model: llm.model });
 
+  // One advisory lock per persona across rag replicas: ingestion vs. re-embed (docs/decisions/0019).
+  const locks = new PgPersonaLocks(database.sequelize, logger);
   const ingest = new IngestService({
     jobs,
     sources,
     store: index,
+    locks,
     logger,
     settings: {
       chunkSize: config.RAG_CHUNK_SIZE,
@@ -184,6 +193,7 @@ export async function startRagServer(deps: RagServerDeps): Promise<RagServer> {
     retriever,
     models,
     defaults: { temperature: config.RAG_DEFAULT_TEMPERATURE, maxTokens: config.RAG_DEFAULT_MAX_TOKENS },
+    coalesceMs: config.RAG_DELTA_COALESCE_MS,
   });
 
   const reconcile = (personaId: string) =>
@@ -231,6 +241,7 @@ export async function startRagServer(deps: RagServerDeps): Promise<RagServer> {
     await server?.stop(1_000);
     await knowledge.stop(1_000);
     await ingest.stop(1_000);
+    await locks.close();
     await store.close();
     throw err;
   }
@@ -253,6 +264,7 @@ export async function startRagServer(deps: RagServerDeps): Promise<RagServer> {
         await profileSub.stop().catch((err: unknown) => logger.warn('profile event consumer did not stop cleanly', { err }));
         await knowledge.stop(config.RAG_STOP_GRACE_MS);
         await ingest.stop(config.RAG_STOP_GRACE_MS);
+        await locks.close();
         await store.close();
       })()),
   };

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RagClient, type ServiceEndpoint } from '@chat/clients';
 import { eventsV1, personaV1, ragV1 } from '@chat/contracts';
-import { connectDatabase, isolatedDatabase, QueryTypes, startEmbeddedPostgres, type Database, type EmbeddedPostgres } from '@chat/db';
+import { connectDatabase, isolatedDatabase, QueryTypes, startEmbeddedPostgres, type Database, type EmbeddedPostgres, type IsolatedDatabase } from '@chat/db';
 import { startDevModel, type DevModel, type EmbeddingScript, type ScriptedRequest } from '@chat/devmodel';
 import { Code, isAppError } from '@chat/errors';
 import { encodeEvent, InProcessBus, Topics, type EventBus } from '@chat/events';
@@ -126,10 +126,14 @@ describe(`knowledge management, embedding spaces and retrieval modes (rag module
 
   const rag = () => runtime.get<ServiceEndpoint>('rag');
 
+  let isolated: IsolatedDatabase | undefined;
   before(async () => {
     tmp = mkdtempSync(join(tmpdir(), 'rag-knowledge-'));
     chmodSync(tmp, 0o755);
-    if (process.env.DATABASE_URL) databaseUrl = (await isolatedDatabase(process.env.DATABASE_URL, 'rag_knowledge_test', logger)).url;
+    if (process.env.DATABASE_URL) {
+      isolated = await isolatedDatabase(process.env.DATABASE_URL, 'rag_knowledge_test', logger);
+      databaseUrl = isolated.url;
+    }
     else {
       embedded = await startEmbeddedPostgres({ dataDir: join(tmp, 'pg'), logger });
       databaseUrl = embedded.url;
@@ -161,6 +165,7 @@ describe(`knowledge management, embedding spaces and retrieval modes (rag module
     closeClients();
     await embedModel?.stop();
     await db?.close();
+    await isolated?.drop();
     await embedded?.stop();
     rmSync(tmp, { recursive: true, force: true });
     if (milvusAddress) {

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RagClient, type ServiceEndpoint } from '@chat/clients';
 import { eventsV1, personaV1, ragV1 } from '@chat/contracts';
-import { connectDatabase, QueryTypes, startEmbeddedPostgres, type Database, type EmbeddedPostgres, isolatedDatabase } from '@chat/db';
+import { connectDatabase, QueryTypes, startEmbeddedPostgres, type Database, type EmbeddedPostgres, type IsolatedDatabase, isolatedDatabase } from '@chat/db';
 import { startDevModel } from '@chat/devmodel';
 import { Code, isAppError } from '@chat/errors';
 import { encodeEvent, InProcessBus, Topics, type EventBus } from '@chat/events';
@@ -106,7 +106,9 @@ describe(`the rag module on PostgreSQL and ${milvusAddress ? 'Milvus' : 'LanceDB
         ...(milvusAddress ? { MILVUS_ADDRESS: milvusAddress, MILVUS_COLLECTION: milvusCollection } : {}),
         LANCEDB_DIR: join(tmp, 'lancedb'),
         MASTER_KEYS: masterKeys,
-        RAG_CHUNK_SIZE: '200', RAG_CHUNK_OVERLAP: '20', RAG_EMBED_BATCH_SIZE: '2' },
+        RAG_CHUNK_SIZE: '200', RAG_CHUNK_OVERLAP: '20', RAG_EMBED_BATCH_SIZE: '2',
+        // The development model sends its whole reply at once; one delta per chunk keeps the stream's steps visible here.
+        RAG_DELTA_COALESCE_MS: '0' },
     });
     await runtime.start();
     client = new RagClient(runtime.get<ServiceEndpoint>('rag').address);
@@ -132,11 +134,15 @@ describe(`the rag module on PostgreSQL and ${milvusAddress ? 'Milvus' : 'LanceDB
       type: QueryTypes.SELECT,
     });
 
+  let isolated: IsolatedDatabase | undefined;
   before(async () => {
     tmp = mkdtempSync(join(tmpdir(), 'rag-module-'));
     // As root, the embedded server runs as the postgres user, which must reach its data directory.
     chmodSync(tmp, 0o755);
-    if (process.env.DATABASE_URL) databaseUrl = (await isolatedDatabase(process.env.DATABASE_URL, 'rag_test', logger)).url;
+    if (process.env.DATABASE_URL) {
+      isolated = await isolatedDatabase(process.env.DATABASE_URL, 'rag_test', logger);
+      databaseUrl = isolated.url;
+    }
     else {
       embedded = await startEmbeddedPostgres({ dataDir: join(tmp, 'pg'), logger });
       databaseUrl = embedded.url;
@@ -149,6 +155,7 @@ describe(`the rag module on PostgreSQL and ${milvusAddress ? 'Milvus' : 'LanceDB
   after(async () => {
     await stop();
     await db?.close();
+    await isolated?.drop();
     await embedded?.stop();
     rmSync(tmp, { recursive: true, force: true });
     if (milvusAddress) {
@@ -313,7 +320,9 @@ describe(`the rag module on PostgreSQL and ${milvusAddress ? 'Milvus' : 'LanceDB
         const r = await retrieve('goats bees');
         return r.documents.length === 1 && r.documents[0]!.text.includes('bees');
       }, 'the new background only');
-      assert.equal((await sourcesOf(persona)).length, 1);
+      // The new chunks are searchable a moment before the job's source row commits (and the old
+      // source row goes after that): wait for exactly one source.
+      await eventually(async () => (await sourcesOf(persona)).length === 1, 'exactly one background source');
     });
 
     it('removes the background when it becomes empty', async () => {

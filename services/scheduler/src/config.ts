@@ -27,6 +27,17 @@ export const schedulerConfig = defineConfig({
   SCHEDULER_DEFAULT_REQUESTS_PER_MINUTE: env.positiveInt().optional(),
   /** How long an API profile's limits are cached by the scheduler. */
   SCHEDULER_PROFILE_CACHE_TTL_MS: env.millis().default(30_000),
+  /**
+   * A message delivered again whose reply is stored `streaming` waits up to this long for the reply
+   * to become final (its first run may have finished, unrecorded yet) before failing it
+   * `reply_interrupted` (decision 0018). 0 = no wait.
+   */
+  SCHEDULER_REDELIVERY_SETTLE_MS: env.millis().default(5_000),
+  /**
+   * On a rebalance (concurrency above 1), a running reply of a revoked partition may finish for this
+   * long before it is aborted; keep it below the Kafka rebalance timeout (60 s) (decision 0018).
+   */
+  SCHEDULER_REVOKE_GRACE_MS: env.millis().default(45_000),
   /** Most dead letters the admin index keeps in memory (newest kept). */
   SCHEDULER_DEAD_LETTER_INDEX_MAX: env.positiveInt().default(10_000),
   /** A RuntimeSession idle this long is evicted (its caches dropped). */

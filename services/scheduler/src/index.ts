@@ -76,6 +76,8 @@ export const schedulerModule = defineModule<ServiceEndpoint>({
         agingMs: cfg.SCHEDULER_PRIORITY_AGING_MS,
         defaultLimits: { maxConcurrent: cfg.SCHEDULER_DEFAULT_MAX_CONCURRENT, requestsPerMinute: cfg.SCHEDULER_DEFAULT_REQUESTS_PER_MINUTE },
         profileCacheTtlMs: cfg.SCHEDULER_PROFILE_CACHE_TTL_MS,
+        redeliverySettleMs: cfg.SCHEDULER_REDELIVERY_SETTLE_MS,
+        revokeGraceMs: cfg.SCHEDULER_REVOKE_GRACE_MS,
       },
       ctx.logger,
       gptTokenizer,

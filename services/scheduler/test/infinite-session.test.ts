@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SessionClient, type ServiceEndpoint } from '@chat/clients';
 import { eventsV1, ragV1, sessionV1 } from '@chat/contracts';
-import { connectDatabase, Outbox, QueryTypes, startEmbeddedPostgres, type Database, type EmbeddedPostgres, isolatedDatabase } from '@chat/db';
+import { connectDatabase, Outbox, QueryTypes, startEmbeddedPostgres, type Database, type EmbeddedPostgres, type IsolatedDatabase, isolatedDatabase } from '@chat/db';
 import { Code, isAppError, AppError } from '@chat/errors';
 import { encodeEvent, InProcessBus, Topics, type EventBus } from '@chat/events';
 import { closeClients } from '@chat/grpc';
@@ -40,10 +40,12 @@ describe('sessions on PostgreSQL: statuses, listing, deletion and infinite sessi
   let client: SessionClient;
   const owner = `owner-${randomUUID()}`;
 
+  let isolated: IsolatedDatabase | undefined;
   before(async () => {
     tmp = mkdtempSync(join(tmpdir(), 'session-it-'));
     chmodSync(tmp, 0o755);
-    let url = process.env.DATABASE_URL ? (await isolatedDatabase(process.env.DATABASE_URL, 'session_test', logger)).url : undefined;
+    isolated = process.env.DATABASE_URL ? await isolatedDatabase(process.env.DATABASE_URL, 'session_test', logger) : undefined;
+    let url = isolated?.url;
     if (!url) {
       embedded = await startEmbeddedPostgres({ dataDir: join(tmp, 'pg'), logger });
       url = embedded.url;
@@ -73,6 +75,7 @@ describe('sessions on PostgreSQL: statuses, listing, deletion and infinite sessi
     await runtime?.stop();
     closeClients();
     await db?.close();
+    await isolated?.drop();
     await embedded?.stop();
     rmSync(tmp, { recursive: true, force: true });
   });

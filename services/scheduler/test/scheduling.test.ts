@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { getEventListeners } from 'node:events';
 import { eventsV1, ragV1, sessionV1, type personaV1 } from '@chat/contracts';
 import { AppError, Code } from '@chat/errors';
 import { configureLogger } from '@chat/logger';
@@ -77,7 +78,17 @@ class Harness {
     };
     this.scheduler = new Scheduler(
       ports,
-      { replyTimeoutMs: 10_000, idleEvictMs: 60_000, windowMaxMessages: 50, defaultBudgetTokens: 3_000, knowledgeReserveTokens: 500, retry: { maxAttempts: 3, baseMs: 10, maxMs: 2_000 }, ...options },
+      {
+        replyTimeoutMs: 10_000,
+        idleEvictMs: 60_000,
+        windowMaxMessages: 50,
+        defaultBudgetTokens: 3_000,
+        knowledgeReserveTokens: 500,
+        retry: { maxAttempts: 3, baseMs: 10, maxMs: 2_000 },
+        redeliverySettleMs: 200,
+        redeliveryPollMs: 20,
+        ...options,
+      },
       logger,
       gptTokenizer,
     );
@@ -350,6 +361,39 @@ describe('scheduler: retries, deadlines and failures', () => {
     assert.equal(h.calls.length, 0);
   });
 
+  it('publishes nothing for a message delivered again after this replica finalised its reply (even if the store still says streaming)', async () => {
+    h = new Harness();
+    const m = h.message(randomUUID(), 'hi');
+    assert.deepEqual(await h.push(m), { ok: true });
+    const published = h.events.length;
+    // The session service has not recorded the final event yet: the stored status is still streaming.
+    h.status.set(m.replyId, S.MESSAGE_STATUS_STREAMING);
+    assert.deepEqual(await h.push(m), { ok: true });
+    assert.equal(h.events.length, published, 'no second final event');
+    assert.equal(h.calls.length, 1);
+    // A failed one is skipped too, unless it is a replayed dead letter.
+    const f = h.message(randomUUID(), 'fails');
+    h.steps.set(f.replyId, [{ fail: new AppError(Code.InvalidArgument, 'bad', { reason: 'llm_rejected' }) }]);
+    const first = await h.push(f);
+    assert.ok(!first.ok && first.err.name === 'PermanentError');
+    assert.deepEqual(await h.push(f), { ok: true });
+    assert.equal(h.eventsOf(f.replyId).filter((e) => e.kind?.$case === 'failed').length, 1);
+    h.status.set(f.replyId, S.MESSAGE_STATUS_FAILED);
+    assert.deepEqual(await h.push(f, { replayOf: 'dl-2' }), { ok: true });
+    assert.equal(h.eventsOf(f.replyId).at(-1)?.kind?.$case, 'completed', 'the replay runs it again');
+  });
+
+  it('waits, bounded, for a redelivered streaming reply to settle: final in time → skipped, not re-run and nothing published', async () => {
+    h = new Harness({ redeliverySettleMs: 2_000, redeliveryPollMs: 20 });
+    const m = h.message(randomUUID(), 'hi');
+    h.status.set(m.replyId, S.MESSAGE_STATUS_STREAMING);
+    // The first run (another replica) finished; the session service records it a little later.
+    setTimeout(() => h.status.set(m.replyId, S.MESSAGE_STATUS_COMPLETED), 100);
+    assert.deepEqual(await h.push(m), { ok: true });
+    assert.equal(h.calls.length, 0);
+    assert.equal(h.eventsOf(m.replyId).length, 0, 'no reply_interrupted for a reply that had completed');
+  });
+
   it('skips a redelivered message whose reply is final, and reopens a failed one only on a replay', async () => {
     h = new Harness();
     const m = h.message(randomUUID(), 'hi');
@@ -386,8 +430,37 @@ describe('scheduler: retries, deadlines and failures', () => {
     assert.ok(!outC.ok && outC.err.name === 'SchedulerStopping');
   });
 
-  it('drops a message whose partition was revoked (rebalance) without a final event, waiting or running', async () => {
-    h = new Harness({ maxConcurrent: 1 });
+  it('keeps no abort listener of a settled message (the bus may pass one signal for many messages)', async () => {
+    h = new Harness();
+    const shared = new AbortController();
+    for (let i = 0; i < 20; i++) assert.deepEqual(await h.push(h.message(randomUUID(), `m${i}`), { signal: shared.signal }), { ok: true });
+    assert.equal(getEventListeners(shared.signal, 'abort').length, 0);
+  });
+
+  it('lets a running reply of a revoked partition finish within the grace, and hands back the waiting ones', async () => {
+    h = new Harness({ maxConcurrent: 1, revokeGraceMs: 5_000 });
+    const running = h.message(randomUUID(), 'running');
+    const waiting = h.message(randomUUID(), 'waiting');
+    let release!: () => void;
+    h.steps.set(running.replyId, [{ gate: new Promise<void>((r) => (release = r)) }]);
+    const ra = new AbortController();
+    const wa = new AbortController();
+    const pr = h.push(running, { signal: ra.signal });
+    const pw = h.push(waiting, { signal: wa.signal });
+    await until('the first to run', () => h.calls.length === 1);
+    ra.abort();
+    wa.abort();
+    const outW = await pw;
+    assert.ok(!outW.ok && outW.err.name === 'PartitionRevoked', 'a message not started is handed back');
+    release();
+    assert.deepEqual(await pr, { ok: true }, 'the running reply finished and was acknowledged');
+    assert.equal(h.final(running.replyId)?.kind?.$case, 'completed');
+    assert.equal(h.eventsOf(waiting.replyId).length, 0);
+    assert.equal(h.calls.length, 1);
+  });
+
+  it('drops a message whose partition was revoked (rebalance) without a final event, waiting or running past the grace', async () => {
+    h = new Harness({ maxConcurrent: 1, revokeGraceMs: 50 });
     const running = h.message(randomUUID(), 'running');
     const waiting = h.message(randomUUID(), 'waiting');
     h.steps.set(running.replyId, [{ deltas: ['partial'], hangAfter: true }]);

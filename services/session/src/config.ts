@@ -5,4 +5,6 @@ export const sessionConfig = defineConfig({
   SESSION_GRPC_LISTEN: env.address().default('127.0.0.1:0'),
   /** How long reply events stay replayable for WebSocket `resume` (hours); older ones are deleted. */
   REPLY_EVENTS_RETENTION_HOURS: env.positiveInt().default(24),
+  /** How long a session made for one OpenAI-compatible completion (ephemeral) is kept (hours); older ones are deleted with their messages. */
+  OPENAI_SESSION_RETENTION_HOURS: env.positiveInt().default(24),
 });

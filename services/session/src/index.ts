@@ -10,6 +10,7 @@ import { migrations, SCHEMA } from './adapters/postgres/migrations.js';
 import { sessionConfig } from './config.js';
 import { sessionHandlers } from './handlers/session-handlers.js';
 import { isUuid } from './domain/session.js';
+import { startEphemeralSessionSweep } from './adapters/postgres/ephemeral-sessions.js';
 
 /** BoundedSet remembers at most `max` keys, forgetting the oldest first. */
 class BoundedSet {
@@ -32,6 +33,7 @@ export { SessionRepository } from './adapters/postgres/session-repo.js';
 export { ReplyEventStore } from './adapters/postgres/reply-events.js';
 export { migrations as sessionMigrations, SCHEMA as SESSION_SCHEMA } from './adapters/postgres/migrations.js';
 export { sessionHandlers } from './handlers/session-handlers.js';
+export { deleteEphemeralSessions } from './adapters/postgres/ephemeral-sessions.js';
 
 /** sessionModule runs the session service: sessions and messages, the outbox, and reply persistence. */
 export const sessionModule = defineModule<ServiceEndpoint>({
@@ -56,6 +58,7 @@ export const sessionModule = defineModule<ServiceEndpoint>({
       replyEvents.deleteOlderThan(new Date(Date.now() - retentionMs)).catch((err: unknown) => ctx.logger.warn('reply event retention sweep failed', { err }));
     const retention = setInterval(() => void sweepRetention(), Math.min(retentionMs, 600_000));
     retention.unref();
+    const ephemeralSweep = startEphemeralSessionSweep(sequelize, cfg.OPENAI_SESSION_RETENTION_HOURS, ctx.logger);
 
     // Replies already marked streaming (bounded: the oldest are forgotten, which costs one no-op update).
     const streaming = new BoundedSet(10_000);
@@ -67,10 +70,19 @@ export const sessionModule = defineModule<ServiceEndpoint>({
       handler: async (record) => {
         const event = decodeEvent(eventsV1.ReplyEvent, record, 'reply');
         const kind = event.kind;
-        if (!kind) return;
-        // Every event is kept for `resume` (group-committed with the other partitions' events).
-        if (isUuid(event.sessionId) && event.seq > 0) await replyEvents.append({ sessionId: event.sessionId, seq: event.seq, payload: record.value });
+        const storable = isUuid(event.sessionId) && event.seq > 0;
+        if (!kind) {
+          // A replayed dead letter runs its failed reply again (decision 0009): back to pending.
+          if (event.reopened && isUuid(event.sessionId) && isUuid(event.replyId)) {
+            streaming.delete(event.replyId);
+            await repo.reopenReply(event.sessionId, event.replyId);
+          }
+          if (storable) await replyEvents.append({ sessionId: event.sessionId, seq: event.seq, payload: record.value });
+          return;
+        }
         if (kind.$case === 'delta') {
+          // Every event is kept for `resume` (group-committed with the other partitions' events).
+          if (storable) await replyEvents.append({ sessionId: event.sessionId, seq: event.seq, payload: record.value });
           // One write per reply, not per delta: the first delta marks it streaming.
           if (streaming.has(event.replyId)) return;
           await repo.markStreaming(event.sessionId, event.replyId);
@@ -79,18 +91,32 @@ export const sessionModule = defineModule<ServiceEndpoint>({
         }
         streaming.delete(event.replyId);
         const base = { sessionId: event.sessionId, replyId: event.replyId, messageId: event.messageId, seq: event.seq };
-        if (kind.$case === 'completed') {
-          await repo.recordReply({
-            ...base,
-            status: 'completed',
-            content: kind.value.content,
-            citations: kind.value.citations.map((c) => ({ source_id: c.sourceId, title: c.title, url: c.url, chunk_id: c.chunkId, score: c.score })),
-            model: kind.value.model,
-            error: '',
-          });
-        } else {
-          await repo.recordReply({ ...base, status: kind.value.code === 'cancelled' ? 'cancelled' : 'failed', content: '', citations: [], model: '', error: `${kind.value.code}: ${kind.value.message}` });
+        // The final state first: the first final event of a reply wins (decision 0018).
+        const recordable = isUuid(event.replyId) && isUuid(event.messageId);
+        if (!recordable) ctx.logger.warn('final reply event without valid ids; kept for resume, not recorded', { reply_id: event.replyId, seq: event.seq });
+        const { duplicate } = !recordable
+          ? { duplicate: false }
+          : kind.$case === 'completed'
+            ? await repo.recordReply({
+                ...base,
+                status: 'completed',
+                content: kind.value.content,
+                citations: kind.value.citations.map((c) => ({ source_id: c.sourceId, title: c.title, url: c.url, chunk_id: c.chunkId, score: c.score })),
+                model: kind.value.model,
+                error: '',
+              })
+            : await repo.recordReply({ ...base, status: kind.value.code === 'cancelled' ? 'cancelled' : 'failed', content: '', citations: [], model: '', error: `${kind.value.code}: ${kind.value.message}` });
+        if (!storable) return;
+        if (duplicate) {
+          // A second final event of a reply already final (a message delivered again whose first run
+          // had finished): stored as a tombstone, an event without a kind under the same seq, so the
+          // seq exists (resume sees no gap) and nobody is shown a second outcome.
+          ctx.logger.warn('second final event of a reply dropped (stored as a tombstone)', { reply_id: event.replyId, seq: event.seq, kind: kind.$case });
+          const tombstone = eventsV1.ReplyEvent.fromPartial({ sessionId: event.sessionId, replyId: event.replyId, messageId: event.messageId, ownerId: event.ownerId, seq: event.seq });
+          await replyEvents.append({ sessionId: event.sessionId, seq: event.seq, payload: eventsV1.ReplyEvent.encode(tombstone).finish() });
+          return;
         }
+        await replyEvents.append({ sessionId: event.sessionId, seq: event.seq, payload: record.value });
       },
     });
 
@@ -126,6 +152,7 @@ export const sessionModule = defineModule<ServiceEndpoint>({
       crashed: Promise.race([replies.crashed, personaEvents.crashed]),
       stop: async () => {
         clearInterval(retention);
+        clearInterval(ephemeralSweep);
         await server.stop();
         await replies.stop();
         await replyEvents.close();

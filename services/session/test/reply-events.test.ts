@@ -110,6 +110,41 @@ describe('session service: durable reply events (ListReplyEvents)', function () 
     assert.equal(got.session?.lastSeq, 6);
   });
 
+  it('keeps the first final event of a reply: a second one (another seq) is stored as a tombstone, and a reopened reply ends with its new outcome', async () => {
+    const s = await repo.createSession(owner, randomUUID(), 'finals');
+    const one = await repo.sendMessage(s, 'first', 0, `k-${randomUUID()}`);
+    const two = await repo.sendMessage(s, 'second', 0, `k-${randomUUID()}`);
+    const base = (replyId: string, messageId: string, seq: number) => ({ sessionId: s.id, replyId, messageId, ownerId: owner, seq });
+    const statusOf = async (replyId: string) =>
+      (await db.sequelize.query<{ status: string; error: string; content: string }>('select status, error, content from session.messages where id = :id', { replacements: { id: replyId }, type: QueryTypes.SELECT }))[0]!;
+    await publish(eventsV1.ReplyEvent.fromPartial({ ...base(one.replyId, one.messageId, 1), kind: { $case: 'delta', value: { text: 'hel' } } }));
+    await publish(eventsV1.ReplyEvent.fromPartial({ ...base(one.replyId, one.messageId, 2), kind: { $case: 'completed', value: { content: 'hello', model: 'm', citations: [] } } }));
+    // The same message delivered again after its first run had finished: a second final, another seq.
+    await publish(eventsV1.ReplyEvent.fromPartial({ ...base(one.replyId, one.messageId, 3), kind: { $case: 'failed', value: { code: 'reply_interrupted', message: 'interrupted' } } }));
+    // The same final again (a plain redelivery, same seq) changes nothing either.
+    await publish(eventsV1.ReplyEvent.fromPartial({ ...base(one.replyId, one.messageId, 2), kind: { $case: 'completed', value: { content: 'hello', model: 'm', citations: [] } } }));
+    // The next reply fails, is reopened by a replayed dead letter and completes.
+    await publish(eventsV1.ReplyEvent.fromPartial({ ...base(two.replyId, two.messageId, 4), kind: { $case: 'failed', value: { code: 'llm_unavailable', message: 'down' } } }));
+    await eventually(async () => (await statusOf(two.replyId)).status === 'failed', 'the second reply stored failed');
+    await publish(eventsV1.ReplyEvent.fromPartial({ ...base(two.replyId, two.messageId, 0), reopened: { deadLetterId: 'dl-1' } }));
+    await eventually(async () => (await statusOf(two.replyId)).status === 'pending', 'the reopened reply back to pending');
+    assert.equal((await statusOf(two.replyId)).error, '', 'the error is cleared');
+    await publish(eventsV1.ReplyEvent.fromPartial({ ...base(two.replyId, two.messageId, 5), kind: { $case: 'delta', value: { text: 'again' } } }));
+    await publish(eventsV1.ReplyEvent.fromPartial({ ...base(two.replyId, two.messageId, 6), kind: { $case: 'completed', value: { content: 'again', model: 'm', citations: [] } } }));
+    const all = await eventually(async () => {
+      const r = await client.listReplyEvents({ ownerId: owner, sessionId: s.id, afterSeq: 0, limit: 100 });
+      return r.events.length === 6 ? r : undefined;
+    }, 'six stored events');
+    assert.deepEqual(
+      all.events.map((e) => `${e.seq}:${e.kind?.$case ?? 'tombstone'}`),
+      ['1:delta', '2:completed', '3:tombstone', '4:failed', '5:delta', '6:completed'],
+    );
+    assert.deepEqual(await statusOf(one.replyId), { status: 'completed', error: '', content: 'hello' }, 'the first final wins');
+    assert.deepEqual(await statusOf(two.replyId), { status: 'completed', error: '', content: 'again' }, 'the reopened reply ends completed');
+    const got = await client.getSession({ ownerId: owner, id: s.id, recentLimit: 1 });
+    assert.equal(got.session?.lastSeq, 6);
+  });
+
   it('answers NOT_FOUND for another owner’s session and INVALID_ARGUMENT for a too large page', async () => {
     const s = await repo.createSession(owner, randomUUID(), 'guarded');
     await assert.rejects(client.listReplyEvents({ ownerId: 'someone-else', sessionId: s.id }), (err: unknown) => isAppError(err) && err.code === Code.NotFound);

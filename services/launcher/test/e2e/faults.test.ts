@@ -133,6 +133,8 @@ describe('e2e: faults on real PostgreSQL and Kafka, one OS process per target', 
         RATE_LIMIT_KEY_PER_MINUTE: '100000',
         RATE_LIMIT_KEY_BURST: '10000',
         MAX_STREAMS_PER_OWNER: '200',
+        // To run the suite with many messages per partition in hand (decision 0008), e.g. 4.
+        ...(process.env.FAULTS_SCHEDULER_PARTITION_CONCURRENCY ? { SCHEDULER_PARTITION_CONCURRENCY: process.env.FAULTS_SCHEDULER_PARTITION_CONCURRENCY } : {}),
       },
     });
     await mesh.start();

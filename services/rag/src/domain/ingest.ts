@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { AppError, isAppError } from '@chat/errors';
 import type { Logger } from '@chat/logger';
 import { chunkText, embeddingInput } from './chunker.js';
-import type { JobRepository, KnowledgeWriter, SourceRepository } from './ports.js';
+import type { JobRepository, KnowledgeWriter, PersonaLocks, SourceRepository } from './ports.js';
 import type { IngestJob, IngestStage, KnowledgeSource, SourceKind, StoredChunk } from './types.js';
 import { isUuid, looksBinary, requireId, sha256, stableUuid } from './validate.js';
 
@@ -84,6 +84,8 @@ export interface IngestDeps {
   settings: IngestSettings;
   /** This worker's name in job leases (default host:pid:random). */
   workerId?: string;
+  /** Cross-process locks per persona taken by `exclusive` (PostgreSQL advisory locks); without them only this process is ordered. */
+  locks?: PersonaLocks;
 }
 
 /** A small counting semaphore. */
@@ -282,10 +284,15 @@ export class IngestService {
     }
   }
 
-  /** exclusive runs fn after every earlier job or change of the same persona has finished. */
+  /**
+   * exclusive runs fn after every earlier job or change of the same persona has finished, holding
+   * the persona's cross-process lock (deps.locks) while it runs: ingestion, deletions and the
+   * re-embed copy and switch of one persona never overlap, on any replica.
+   */
   exclusive<T>(personaId: string, fn: () => Promise<T>): Promise<T> {
     const prev = this.chains.get(personaId) ?? Promise.resolve();
-    const result = prev.then(fn);
+    const locks = this.deps.locks;
+    const result = prev.then(() => (locks ? locks.withLock(personaId, fn) : fn()));
     const tail = result.then(
       () => undefined,
       () => undefined,
@@ -310,7 +317,10 @@ export class IngestService {
         release();
       }
     })
-      .catch((err: unknown) => this.deps.logger.error('ingest job crashed', { job_id: job.id, err }))
+      .catch((err: unknown) =>
+        // Stopping while waiting for the persona's lock: the job stays queued for the next worker.
+        this.stopping ? this.deps.logger.debug('ingest job left queued at stop', { job_id: job.id, err }) : this.deps.logger.error('ingest job crashed', { job_id: job.id, err }),
+      )
       .finally(() => this.scheduled.delete(job.id));
   }
 

@@ -156,3 +156,16 @@ export interface ChatModel {
 export interface ChatModels {
   forPersona(ownerId: string, personaId: string): Promise<ChatModel>;
 }
+
+/**
+ * PersonaLocks serialize the knowledge writes of one persona across rag processes (ingestion,
+ * deletions and the re-embed copy and switch), so a re-embed on one replica never runs beside an
+ * ingestion on another (docs/decisions/0013, 0019). Within one process IngestService.exclusive
+ * already orders them; the lock adds the other processes.
+ */
+export interface PersonaLocks {
+  /** withLock runs fn while holding the persona's lock (waiting for it first). */
+  withLock<T>(personaId: string, fn: () => Promise<T>): Promise<T>;
+  /** close gives every lock back and refuses waiting and new callers. */
+  close(): Promise<void>;
+}

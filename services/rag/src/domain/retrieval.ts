@@ -126,13 +126,21 @@ export class Retriever {
     const empty = (mode: RetrievalMode): Retrieval => ({ chunks: [], query, mode });
     if (!query) return empty(input.mode ?? 'dense');
 
+    // Three independent reads, side by side (one round trip of waiting instead of three); their
+    // outcomes are taken in the order the checks need them, so errors are reported as before.
+    const needsPrefs = input.mode === undefined || input.rerank === undefined || input.queryRewrite === undefined;
+    const ownersRead = this.deps.sources.ownersOfPersona(personaId);
+    const prefsRead: Promise<RetrievalPrefs> = needsPrefs && this.deps.settings ? this.deps.settings.forPersona(ownerId, personaId) : Promise.resolve({});
+    const spaceRead = this.deps.index.activeSpace(personaId);
+    prefsRead.catch(() => undefined);
+    spaceRead.catch(() => undefined);
+
     // Knowledge belongs to the persona's owner: another owner's persona looks like an unknown one.
-    const owners = await this.deps.sources.ownersOfPersona(personaId);
+    const owners = await ownersRead;
     if (owners.length > 0 && !owners.includes(ownerId)) throw AppError.notFound('persona', personaId);
 
     // Unset options take the persona's settings (read only when one is missing).
-    const needsPrefs = input.mode === undefined || input.rerank === undefined || input.queryRewrite === undefined;
-    const prefs: RetrievalPrefs = needsPrefs && this.deps.settings ? await this.deps.settings.forPersona(ownerId, personaId) : {};
+    const prefs: RetrievalPrefs = await prefsRead;
     const mode = input.mode ?? prefs.mode ?? 'dense';
     const rerank = input.rerank ?? prefs.rerank ?? false;
     const rewrite = input.queryRewrite ?? prefs.queryRewrite ?? false;
@@ -140,7 +148,7 @@ export class Retriever {
     const topK = topKIn && topKIn > 0 ? Math.min(Math.floor(topKIn), MAX_TOP_K) : DEFAULT_TOP_K;
     const threshold = input.scoreThreshold ?? prefs.scoreThreshold;
 
-    const space = await this.deps.index.activeSpace(personaId);
+    const space = await spaceRead;
     if (!space) return empty(mode);
 
     if (rewrite && input.history?.length && this.deps.rewriter) {

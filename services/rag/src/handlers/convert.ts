@@ -21,7 +21,8 @@ const STATUS: Record<JobStatus, ragV1.JobStatus> = {
   failed: ragV1.JobStatus.JOB_STATUS_FAILED,
 };
 
-export function jobToWire(job: IngestJob): ragV1.IngestJob {
+/** The fields ingest and re-embed jobs share on the wire (GetIngestJob serves both). */
+function jobFields(job: IngestJob | ReembedJob) {
   return {
     id: job.id,
     personaId: job.personaId,
@@ -29,11 +30,13 @@ export function jobToWire(job: IngestJob): ragV1.IngestJob {
     chunksDone: job.chunksDone,
     chunksTotal: job.chunksTotal,
     error: job.error,
-    sourceId: job.status === 'succeeded' ? job.sourceId : '',
     createdAt: job.createdAt,
     updatedAt: job.updatedAt,
-    stage: job.stage,
   };
+}
+
+export function jobToWire(job: IngestJob): ragV1.IngestJob {
+  return { ...jobFields(job), sourceId: job.status === 'succeeded' ? job.sourceId : '', stage: job.stage };
 }
 
 export function documentToWire(c: ScoredChunk): ragV1.Document {
@@ -88,17 +91,7 @@ export function knowledgeStatsToWire(s: KnowledgeStats): ragV1.KnowledgeStats {
 
 /** reembedJobToWire shows a re-embed job as an ingest job (GetIngestJob serves both). */
 export function reembedJobToWire(job: ReembedJob): ragV1.IngestJob {
-  return {
-    id: job.id,
-    personaId: job.personaId,
-    status: STATUS[job.status],
-    chunksDone: job.chunksDone,
-    chunksTotal: job.chunksTotal,
-    error: job.error,
-    sourceId: '',
-    createdAt: job.createdAt,
-    updatedAt: job.updatedAt,
-  };
+  return { ...jobFields(job), sourceId: '' };
 }
 
 /** history keeps the user and assistant turns; turns without a role are dropped. */

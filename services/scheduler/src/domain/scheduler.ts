@@ -33,6 +33,22 @@ export interface SchedulerOptions {
   defaultLimits?: ProfileLimits;
   /** How long a profile's limits are cached (default 30 s). */
   profileCacheTtlMs?: number;
+  /**
+   * A message delivered again whose reply is stored `streaming` waits up to this long (polling the
+   * session service) for the reply to become final before it is failed `reply_interrupted`: its
+   * first run may have finished and published its final event that the session service has not
+   * recorded yet (decision 0018). Default 5000; 0 = no wait.
+   */
+  redeliverySettleMs?: number;
+  /** How often the settle wait asks the session service (default 250 ms). */
+  redeliveryPollMs?: number;
+  /** Replies this replica finalised that it remembers, to skip their messages delivered again (default 10 000). */
+  finalisedMemory?: number;
+  /**
+   * On a rebalance, a running reply of a partition this replica lost may finish for this long
+   * before it is aborted (decision 0018; keep it below the Kafka rebalance timeout). Default 45 000.
+   */
+  revokeGraceMs?: number;
 }
 
 /** PushOptions describe how a message reached the scheduler. */
@@ -122,6 +138,8 @@ interface Job {
   done: boolean;
   /** Its partition went to another replica: dropped without a final event. */
   revoked: boolean;
+  /** Its partition went to another replica while it ran: it may finish, but is not retried. */
+  revoking: boolean;
   controller?: AbortController;
   prepared?: Prepared;
   publisher?: ReplyPublisher;
@@ -170,6 +188,12 @@ export class Scheduler {
   private readonly maxConcurrent: number;
   private readonly agingMs: number;
   private readonly firstTokenTimeoutMs: number;
+  /**
+   * Replies this replica finalised (their last event is on the log), least recently used first: a
+   * message of one of them delivered again (an outbox re-publish, an offset commit lost to a broker
+   * restart) publishes nothing new (decision 0018).
+   */
+  private readonly finalised = new Map<string, Outcome>();
 
   constructor(
     private readonly ports: SchedulerPorts,
@@ -194,6 +218,13 @@ export class Scheduler {
    */
   push(message: eventsV1.MessageCreated, options: PushOptions = {}): Promise<void> {
     if (this.stopping) return Promise.reject(new SchedulerStopping());
+    const known = this.finalised.get(message.replyId);
+    // A replayed dead letter goes on to prepare (which reopens a failed reply); anything else final here is done.
+    if (known !== undefined && (!options.replayOf || known === 'completed')) {
+      this.logger.info('reply already finalised by this replica; redelivered message skipped', { reply_id: message.replyId, outcome: known });
+      this.metrics.replies.inc({ outcome: 'skipped' });
+      return Promise.resolve();
+    }
     let rs = this.sessions.get(message.sessionId);
     if (!rs) {
       rs = new RuntimeSession(message.sessionId);
@@ -202,6 +233,9 @@ export class Scheduler {
     rs.lastActive = Date.now();
     const priority = clampPriority(message.priority);
     return new Promise<void>((resolve, reject) => {
+      // The listener goes when the job settles (a signal may outlive many messages).
+      const onAbort = () => this.revoke(rs, job);
+      const forget = () => options.signal?.removeEventListener('abort', onAbort);
       const job: Job = {
         m: message,
         replayOf: options.replayOf,
@@ -218,25 +252,44 @@ export class Scheduler {
         cancelled: false,
         done: false,
         revoked: false,
-        resolve,
-        reject,
+        revoking: false,
+        resolve: () => {
+          forget();
+          resolve();
+        },
+        reject: (err) => {
+          forget();
+          reject(err);
+        },
       };
       if (options.signal?.aborted) return reject(new PartitionRevoked());
-      options.signal?.addEventListener('abort', () => this.revoke(rs, job), { once: true });
+      options.signal?.addEventListener('abort', onAbort, { once: true });
       this.setWaiting(job, true);
       rs.queue.push(job);
       this.pump();
     });
   }
 
-  /** revoke drops a message whose partition this replica lost: a running one is aborted first. */
+  /**
+   * revoke handles a message whose partition this replica lost: one that has not started is given
+   * back (the new owner delivers it again); a running one may finish within revokeGraceMs (its
+   * outcome is published as usual), then it is aborted and dropped without a final event.
+   */
   private revoke(rs: RuntimeSession, job: Job): void {
     if (job.done) return;
-    job.revoked = true;
     if (job.running) {
-      job.controller?.abort();
+      job.revoking = true;
+      const grace = this.options.revokeGraceMs ?? 45_000;
+      this.logger.info('partition revoked while a reply runs; it may finish first', { reply_id: job.m.replyId, grace_ms: grace });
+      const timer = setTimeout(() => {
+        if (job.done || !job.running) return;
+        job.revoked = true;
+        job.controller?.abort();
+      }, grace);
+      timer.unref();
       return;
     }
+    job.revoked = true;
     this.dropRevoked(rs, job);
   }
 
@@ -545,14 +598,43 @@ export class Scheduler {
    */
   private async prepare(rs: RuntimeSession, job: Job): Promise<Prepared | undefined> {
     const m = job.m;
-    const win = await this.ports.getConversationWindow({
-      ownerId: m.ownerId,
-      sessionId: m.sessionId,
-      beforeMessageId: m.messageId,
-      maxMessages: this.options.windowMaxMessages,
-      replyId: m.replyId,
-    });
-    rs.seq = Math.max(rs.seq ?? 0, win.session?.lastSeq ?? 0);
+    const read = async () => {
+      const w = await this.ports.getConversationWindow({
+        ownerId: m.ownerId,
+        sessionId: m.sessionId,
+        beforeMessageId: m.messageId,
+        maxMessages: this.options.windowMaxMessages,
+        replyId: m.replyId,
+      });
+      rs.seq = Math.max(rs.seq ?? 0, w.session?.lastSeq ?? 0);
+      return w;
+    };
+    let win = await read();
+    if (win.replyStatus === sessionV1.MessageStatus.MESSAGE_STATUS_STREAMING) {
+      // Delivered again after its first run streamed text. That run may have finished and published
+      // its final event which the session service has not recorded yet (it lags the log), or may
+      // still be finishing on the partition's previous owner: wait, bounded, for the stored status
+      // to settle before failing it (decision 0018). The session's last seq is re-read meanwhile, so
+      // a final event published here continues after everything already stored.
+      const settleMs = this.options.redeliverySettleMs ?? 5_000;
+      const pollMs = Math.max(10, this.options.redeliveryPollMs ?? 250);
+      const until = Date.now() + settleMs;
+      let lastSeq = win.session?.lastSeq ?? 0;
+      let stableSince = Date.now();
+      while (win.replyStatus === sessionV1.MessageStatus.MESSAGE_STATUS_STREAMING && Date.now() < until && !job.controller?.signal.aborted) {
+        await new Promise((r) => setTimeout(r, pollMs));
+        win = await read();
+        const seq = win.session?.lastSeq ?? 0;
+        if (seq !== lastSeq) {
+          lastSeq = seq;
+          stableSince = Date.now();
+        } else if (Date.now() - stableSince >= settleMs / 2 && Date.now() - stableSince >= 4 * pollMs) {
+          // Nothing of this session arrived for a while: its first run is gone, not lagging.
+          break;
+        }
+      }
+      if (win.replyStatus !== sessionV1.MessageStatus.MESSAGE_STATUS_STREAMING) this.logger.info('redelivered reply settled while waiting', { reply_id: m.replyId });
+    }
     if (FINAL.has(win.replyStatus)) {
       if (!(job.replayOf && win.replyStatus === sessionV1.MessageStatus.MESSAGE_STATUS_FAILED)) {
         this.logger.info('reply already final; redelivered message skipped', { reply_id: m.replyId });
@@ -617,7 +699,8 @@ export class Scheduler {
    */
   private async attemptFailed(rs: RuntimeSession, job: Job, err: AppError, replyExpired = false): Promise<void> {
     if (job.done) return;
-    if (job.revoked) {
+    if (job.revoked || (job.revoking && !job.streamed)) {
+      // Not retried here: the partition's new owner delivers the message again.
       this.dropRevoked(rs, job);
       return;
     }
@@ -682,6 +765,7 @@ export class Scheduler {
     }
     this.metrics.replies.inc({ outcome });
     if (outcome !== 'skipped') this.metrics.processing.observe({ outcome }, seconds);
+    this.rememberFinal(m.replyId, outcome);
     if (outcome === 'completed') {
       this.completed++;
       this.maybeSummarize(job);
@@ -694,6 +778,14 @@ export class Scheduler {
       job.reject(new ReplyGivenUp(app.message, app.code === Code.Internal ? 'internal' : app.reason, job.attempt, app));
     } else job.resolve();
     this.pump();
+  }
+
+  /** rememberFinal records a reply whose outcome is on the log (bounded, least recently used first). */
+  private rememberFinal(replyId: string, outcome: Outcome): void {
+    this.finalised.delete(replyId);
+    this.finalised.set(replyId, outcome);
+    const max = this.options.finalisedMemory ?? 10_000;
+    while (this.finalised.size > max) this.finalised.delete(this.finalised.keys().next().value!);
   }
 
   /** learnSeq reads the session's last event seq when a reply fails before its window was read (best effort). */

@@ -390,6 +390,15 @@ describe('scheduler faults on real Kafka and PostgreSQL (scripted OpenAI-compati
     const msgs = (await api('GET', `/api/sessions/${id}/messages?limit=200`)).body.messages as Array<{ role: string; reply_to?: string }>;
     assert.equal(msgs.filter((m) => m.role === 'assistant' && m.reply_to === sent[0]!.messageId).length, 1);
     assert.equal(msgs.filter((m) => m.role === 'assistant').length, 2);
+    // The stored reply follows the replay (its `reopened` event moved it back to pending): it ends
+    // completed with the new text, not failed.
+    const stored = await waitFor('the replayed reply to be stored completed', async () => {
+      const r = await api('GET', `/api/sessions/${id}/messages?limit=200`);
+      const m = (r.body.messages as Array<{ role: string; reply_to?: string; status: string; content: string; error?: unknown }>).find((x) => x.role === 'assistant' && x.reply_to === sent[0]!.messageId);
+      return m?.status === 'completed' ? m : undefined;
+    }, FINAL_BOUND_MS);
+    assert.ok(stored.content.length > 0, 'the new text is stored');
+    assert.ok(!stored.error, `no error left on the stored reply: ${JSON.stringify(stored.error)}`);
     // Replayed letters leave the default list, and show with include_replayed.
     const after = await api('GET', '/api/admin/dead_letters?topic=chat.messages.v1', undefined, ADMIN);
     assert.ok(!(after.body.dead_letters as any[]).some((d) => d.id === listed.id));

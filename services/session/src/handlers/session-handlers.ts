@@ -71,7 +71,7 @@ export function sessionHandlers(repo: SessionRepository, personas: PersonaClient
       // NOT_FOUND from the persona service covers unknown and foreign personas alike.
       await personas.getPersona({ ownerId: req.ownerId, id: req.personaId });
       const history = validateHistory(req.history);
-      const session = await repo.createSession(req.ownerId, req.personaId, req.title.trim());
+      const session = await repo.createSession(req.ownerId, req.personaId, req.title.trim(), req.ephemeral);
       if (history.length > 0) {
         try {
           await repo.appendTurns(session.id, history);
@@ -128,8 +128,11 @@ export function sessionHandlers(repo: SessionRepository, personas: PersonaClient
         before = isUuid(req.beforeMessageId) ? await repo.positionOf(s.id, req.beforeMessageId) : undefined;
         if (before === undefined) throw AppError.invalid('before_message_id is not a message of this session', { before_message_id: 'must be a message id of this session' });
       }
-      const window = await repo.conversationWindow(s.id, req.maxMessages || 50, before);
-      const replyStatus = req.replyId && isUuid(req.replyId) ? await repo.messageStatus(s.id, req.replyId) : undefined;
+      // The reply's status is independent of the window: read side by side (one round trip less on the way to the model).
+      const [window, replyStatus] = await Promise.all([
+        repo.conversationWindow(s.id, req.maxMessages || 50, before),
+        req.replyId && isUuid(req.replyId) ? repo.messageStatus(s.id, req.replyId) : Promise.resolve(undefined),
+      ]);
       return {
         session: sessionToProto(s),
         summary: summaryToProto(window.summary),

@@ -62,4 +62,18 @@ export const migrations: Migration[] = [
     );
     create index reply_events_created on session.reply_events (created_at)`,
   },
+  {
+    // Sessions made for one OpenAI-compatible completion; swept after a retention period
+    // (docs/decisions/0019).
+    id: '004_ephemeral_sessions',
+    up: `alter table session.sessions add column ephemeral boolean not null default false;
+    create index sessions_ephemeral_created on session.sessions (created_at) where ephemeral`,
+  },
+  {
+    // The seq of the final event recorded for a reply: a second, different final event of the same
+    // reply (a message delivered again whose first run had finished) is then stored as a tombstone
+    // (docs/decisions/0018).
+    id: '005_reply_final_seq',
+    up: `alter table session.messages add column final_seq bigint`,
+  },
 ];

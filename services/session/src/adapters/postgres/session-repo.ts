@@ -60,10 +60,11 @@ export class SessionRepository {
     private readonly outbox: Outbox,
   ) {}
 
-  async createSession(ownerId: string, personaId: string, title: string): Promise<Session> {
+  /** createSession stores a new session; an ephemeral one is deleted by the retention sweep (ephemeral-sessions.ts). */
+  async createSession(ownerId: string, personaId: string, title: string, ephemeral = false): Promise<Session> {
     const rows = await this.sequelize.query<SessionRow>(
-      'insert into session.sessions (id, owner_id, persona_id, title) values (:id, :owner, :persona, :title) returning *',
-      { replacements: { id: randomUUID(), owner: ownerId, persona: personaId, title }, type: QueryTypes.SELECT },
+      'insert into session.sessions (id, owner_id, persona_id, title, ephemeral) values (:id, :owner, :persona, :title, :ephemeral) returning *',
+      { replacements: { id: randomUUID(), owner: ownerId, persona: personaId, title, ephemeral }, type: QueryTypes.SELECT },
     );
     return toSession(rows[0]!);
   }
@@ -102,6 +103,7 @@ export class SessionRepository {
    * idempotency key returns the first call's ids and writes nothing.
    */
   async sendMessage(session: Session, content: string, priority: number, idempotencyKey: string): Promise<{ messageId: string; replyId: string; created: boolean }> {
+    if (!idempotencyKey) return this.sendWithoutKey(session, content, priority);
     const result = await this.sequelize.transaction(async (t) => {
       if (idempotencyKey) {
         // Serialise senders of the same key so the second one sees the first one's row.
@@ -142,6 +144,40 @@ export class SessionRepository {
     return result;
   }
 
+  /**
+   * sendWithoutKey is sendMessage without an idempotency key in ONE statement (one round trip
+   * instead of five): the user row and the pending reply row (one multi-row insert, so their
+   * positions follow each other in order) and the outbox row, in a data-modifying CTE — a single
+   * statement commits atomically, as the transaction did. created_at is taken here so that the
+   * event carries the stored value.
+   */
+  private async sendWithoutKey(session: Session, content: string, priority: number): Promise<{ messageId: string; replyId: string; created: boolean }> {
+    const messageId = randomUUID();
+    const replyId = randomUUID();
+    const createdAt = new Date();
+    const event = eventsV1.MessageCreated.fromPartial({
+      messageId,
+      replyId,
+      sessionId: session.id,
+      ownerId: session.ownerId,
+      personaId: session.personaId,
+      content,
+      priority,
+      createdAt,
+    });
+    const outbox = this.outbox.insertStatement(Topics.messages, { key: session.id, value: encodeEvent(eventsV1.MessageCreated, event), headers: traceHeaders({ 'event-type': 'message.created' }) });
+    await this.sequelize.query(
+      `with m as (
+         insert into session.messages (id, session_id, role, content, status, reply_id, reply_to, created_at)
+         values (:id, :session, 'user', :content, 'completed', :reply, null, :created), (:reply, :session, 'assistant', '', 'pending', null, :id, :created)
+       )
+       ${outbox.sql}`,
+      { replacements: { id: messageId, session: session.id, content, reply: replyId, created: createdAt, ...outbox.replacements } },
+    );
+    this.outbox.kick();
+    return { messageId, replyId, created: true };
+  }
+
   /** markStreaming moves a pending reply to streaming (on its first delta); later calls change nothing. */
   async markStreaming(sessionId: string, replyId: string): Promise<boolean> {
     const [, count] = await this.sequelize.query(`update session.messages set status = 'streaming' where id = :id and session_id = :session and status = 'pending'`, {
@@ -153,40 +189,89 @@ export class SessionRepository {
 
   /**
    * recordReply stores the final state of a reply once: the pending/streaming row becomes
-   * completed, failed or cancelled; a redelivered event finds it final and changes nothing. (A reply
-   * without a pending row, from before rows were created at send time, is inserted.) It also
-   * advances the session's last event seq.
+   * completed, failed or cancelled, with the seq of its final event; a redelivered event finds it
+   * final and changes nothing. (A reply without a pending row, from before rows were created at
+   * send time, is inserted.) It also advances the session's last event seq. `duplicate` is true
+   * when the reply was already final through a different event (another seq): a second final
+   * event of one reply, which must not reach anyone (decision 0018).
    */
-  async recordReply(e: { sessionId: string; replyId: string; messageId: string; seq: number; status: 'completed' | 'failed' | 'cancelled'; content: string; citations: Citation[]; model: string; error: string }): Promise<boolean> {
+  async recordReply(e: {
+    sessionId: string;
+    replyId: string;
+    messageId: string;
+    seq: number;
+    status: 'completed' | 'failed' | 'cancelled';
+    content: string;
+    citations: Citation[];
+    model: string;
+    error: string;
+  }): Promise<{ changed: boolean; duplicate: boolean }> {
+    const replacements = { id: e.replyId, session: e.sessionId, content: e.content, status: e.status, replyTo: e.messageId, citations: JSON.stringify(e.citations), model: e.model, error: e.error, seq: e.seq };
+    // The usual case in one statement (one round trip instead of five): the session row locked,
+    // the pending/streaming row made final, the session's last seq advanced — atomically, as the
+    // transaction below does it. When no row was made final (no pending row, already final, or the
+    // session is gone) nothing was written, and the transaction handles the other cases.
+    const fast = await this.sequelize.query<{ updated: number }>(
+      `with s as (select id from session.sessions where id = :session for update),
+       u as (
+         update session.messages set content = :content, status = :status, citations = :citations, model = :model, error = :error, final_seq = :seq
+         where id = :id and session_id = :session and role = 'assistant' and status in ('pending', 'streaming') and exists (select 1 from s) returning id
+       ),
+       l as (update session.sessions set last_seq = greatest(last_seq, :seq) where id = :session and exists (select 1 from u) returning id)
+       select (select count(*) from u)::int as updated, (select count(*) from l)::int as advanced`,
+      { replacements, type: QueryTypes.SELECT },
+    );
+    if (Number(fast[0]?.updated ?? 0) > 0) return { changed: true, duplicate: false };
     return this.sequelize.transaction(async (t) => {
       const session = await this.sequelize.query<{ id: string }>('select id from session.sessions where id = :id for update', {
         replacements: { id: e.sessionId },
         type: QueryTypes.SELECT,
         transaction: t,
       });
-      if (!session[0]) return false; // session deleted meanwhile: nothing to attach the reply to
-      const replacements = { id: e.replyId, session: e.sessionId, content: e.content, status: e.status, replyTo: e.messageId, citations: JSON.stringify(e.citations), model: e.model, error: e.error };
+      if (!session[0]) return { changed: false, duplicate: false }; // session deleted meanwhile: nothing to attach the reply to
       const updated = await this.sequelize.query<{ id: string }>(
-        `update session.messages set content = :content, status = :status, citations = :citations, model = :model, error = :error
+        `update session.messages set content = :content, status = :status, citations = :citations, model = :model, error = :error, final_seq = :seq
          where id = :id and session_id = :session and role = 'assistant' and status in ('pending', 'streaming') returning id`,
         { replacements, type: QueryTypes.SELECT, transaction: t },
       );
       let changed = updated.length > 0;
+      let duplicate = false;
       if (!changed) {
         const inserted = await this.sequelize.query<{ id: string }>(
-          `insert into session.messages (id, session_id, role, content, status, reply_to, citations, model, error)
-           values (:id, :session, 'assistant', :content, :status, :replyTo, :citations, :model, :error)
+          `insert into session.messages (id, session_id, role, content, status, reply_to, citations, model, error, final_seq)
+           values (:id, :session, 'assistant', :content, :status, :replyTo, :citations, :model, :error, :seq)
            on conflict do nothing returning id`,
           { replacements, type: QueryTypes.SELECT, transaction: t },
         );
         changed = inserted.length > 0;
+        if (!changed) {
+          const row = await this.sequelize.query<{ final_seq: string | number | null }>('select final_seq from session.messages where id = :id and session_id = :session', {
+            replacements,
+            type: QueryTypes.SELECT,
+            transaction: t,
+          });
+          const first = row[0]?.final_seq;
+          duplicate = first !== null && first !== undefined && Number(first) !== e.seq;
+        }
       }
       await this.sequelize.query('update session.sessions set last_seq = greatest(last_seq, :seq) where id = :id', {
         replacements: { seq: e.seq, id: e.sessionId },
         transaction: t,
       });
-      return changed;
+      return { changed, duplicate };
     });
+  }
+
+  /**
+   * reopenReply moves a failed reply back to pending (its dead letter was replayed and it runs
+   * again under the same id): the error and the final seq are cleared. Other states change nothing.
+   */
+  async reopenReply(sessionId: string, replyId: string): Promise<boolean> {
+    const [, count] = await this.sequelize.query(
+      `update session.messages set status = 'pending', error = '', final_seq = null where id = :id and session_id = :session and role = 'assistant' and status = 'failed'`,
+      { replacements: { id: replyId, session: sessionId }, type: QueryTypes.UPDATE },
+    );
+    return Number(count) > 0;
   }
 
   /** listSessions pages an owner's sessions (of one persona when given), newest first. */
@@ -242,12 +327,25 @@ export class SessionRepository {
    * cost is bounded by `max`, not by the length of the session.
    */
   async conversationWindow(sessionId: string, max: number, before?: number): Promise<{ summary: Summary; messages: Message[]; olderUncovered: number }> {
-    const summary = await this.getSummary(sessionId);
-    const rows = await this.sequelize.query<MessageRow>(
-      `select * from session.messages where session_id = :session and pos > :covered ${before ? 'and pos < :before' : ''}
-       order by pos desc limit :limit`,
-      { replacements: { session: sessionId, covered: summary.coveredUntil, before: before ?? null, limit: max }, type: QueryTypes.SELECT },
+    // The summary and the turns after it in one statement (one round trip, one snapshot): one row
+    // per message with the summary's columns beside it, or one row without a message.
+    const joined = await this.sequelize.query<MessageRow & { sm_summary: string | null; sm_covered: number | null; sm_version: number | null; sm_updated: Date | null }>(
+      `with sm as (select summary, covered_until, version, updated_at from session.summaries where session_id = :session),
+       msgs as (
+         select * from session.messages
+         where session_id = :session and pos > coalesce((select covered_until from sm), 0) ${before ? 'and pos < :before' : ''}
+         order by pos desc limit :limit
+       )
+       select m.*, sm.summary as sm_summary, sm.covered_until as sm_covered, sm.version as sm_version, sm.updated_at as sm_updated
+       from (select 1) as one left join sm on true left join msgs m on true
+       order by m.pos desc nulls last`,
+      { replacements: { session: sessionId, before: before ?? null, limit: max }, type: QueryTypes.SELECT },
     );
+    const head = joined[0];
+    const summary = toSummary(
+      head && head.sm_covered !== null ? { summary: head.sm_summary ?? '', covered_until: head.sm_covered, version: head.sm_version ?? 0, updated_at: head.sm_updated! } : undefined,
+    );
+    const rows = joined.filter((r) => r.id !== null);
     let olderUncovered = 0;
     if (rows.length === max && rows.length > 0) {
       const count = await this.sequelize.query<{ n: number }>('select count(*)::int as n from session.messages where session_id = :session and pos > :covered and pos < :oldest', {
