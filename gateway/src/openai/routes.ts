@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { PassThrough } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, Code, httpStatus, isAppError } from '@chat/errors';
@@ -285,7 +284,9 @@ export function openaiRoutes(app: FastifyInstance, deps: GatewayDeps, hub: Socke
       );
       let sent: { messageId: string; replyId: string };
       try {
-        sent = await deps.session.sendMessage({ ownerId, sessionId, content, idempotencyKey: randomUUID() });
+        // No Idempotency-Key: the session is new and nothing retries this call, so the key would only
+        // put the send on the slower transactional path.
+        sent = await deps.session.sendMessage({ ownerId, sessionId, content, priority: 0, idempotencyKey: '' });
       } catch (err) {
         sub.close();
         throw err;
