@@ -14,34 +14,16 @@
 //
 //   npm run bench:latency -- [--samples=200] [--warmup=20] [--ttft-ms=20] [--modes=all,kafka] [--turns-per-session=10]
 // Each option may also be given as an env var: BENCH_SAMPLES, BENCH_WARMUP, BENCH_TTFT_MS, BENCH_MODES.
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import OpenAI from 'openai';
 import WebSocket from 'ws';
 import { isolatedDatabase } from '@chat/db';
 import { startDevModel } from '@chat/devmodel';
 import { configureLogger, getLogger } from '@chat/logger';
-
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const MAIN = join(ROOT, 'services', 'launcher', 'dist', 'src', 'main.js');
-
-function opt(name, def) {
-  const arg = process.argv.slice(2).find((a) => a.startsWith(`--${name}=`));
-  const env = process.env[`BENCH_${name.toUpperCase().replace(/-/g, '_')}`];
-  const raw = arg ? arg.slice(name.length + 3) : env;
-  if (raw === undefined || raw === '') return def;
-  if (typeof def === 'number') {
-    const n = Number(raw);
-    if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a non-negative number, got ${raw}`);
-    return n;
-  }
-  return raw;
-}
+import { apiClient, freePort, must, opt, productProcesses, ROOT, sleep, summary } from './lib/bench.mjs';
 
 const cfg = {
   samples: opt('samples', 200),
@@ -56,95 +38,11 @@ const cfg = {
 
 const KEY = 'bench-latency-key-0123456789abcdef';
 const API_KEYS = `bench:${KEY}`;
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function pct(sorted, p) {
-  if (sorted.length === 0) return null;
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[i];
-}
+// ---- processes and API ----------------------------------------------------------------------
+const { startProc, stopProc, stopAll, dump, waitReady: waitReadyWithin } = productProcesses({ keepLines: 300 });
+const waitReady = (base, list) => waitReadyWithin(base, list, cfg.readyTimeoutMs);
+const call = apiClient(KEY);
 const r1 = (v) => (v === null || v === undefined ? null : Math.round(v * 10) / 10);
-function summary(values) {
-  const s = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
-  return { n: s.length, p50: r1(pct(s, 50)), p90: r1(pct(s, 90)), p99: r1(pct(s, 99)), max: r1(s.at(-1) ?? null), mean: r1(s.length ? s.reduce((a, b) => a + b, 0) / s.length : null) };
-}
-
-// ---- processes ----------------------------------------------------------------------------
-const procs = new Set();
-function startProc(name, target, env) {
-  const child = spawn(process.execPath, [MAIN, `--target=${target}`], {
-    cwd: ROOT,
-    // LOG_LEVEL warn: the access log of every request would otherwise be part of what is measured.
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: process.env.LOG_LEVEL ?? 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const output = [];
-  const keep = (b) => {
-    output.push(...b.toString().split('\n').filter(Boolean));
-    if (output.length > 300) output.splice(0, output.length - 300);
-  };
-  child.stdout.on('data', keep);
-  child.stderr.on('data', keep);
-  const exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
-  const p = { name, child, output, exited };
-  procs.add(p);
-  return p;
-}
-async function stopProc(p) {
-  if (p.child.exitCode === null && p.child.signalCode === null) {
-    p.child.kill('SIGTERM');
-    const t = setTimeout(() => p.child.kill('SIGKILL'), 20_000);
-    await p.exited;
-    clearTimeout(t);
-  }
-  procs.delete(p);
-}
-async function stopAll() {
-  for (const p of [...procs].reverse()) await stopProc(p);
-}
-function dump(list) {
-  for (const p of list) process.stderr.write(`\n--- ${p.name} (last lines) ---\n${p.output.slice(-30).join('\n')}\n`);
-}
-async function waitReady(base, list) {
-  const end = Date.now() + cfg.readyTimeoutMs;
-  while (Date.now() < end) {
-    for (const p of list) if (p.child.exitCode !== null) throw new Error(`${p.name} exited with ${p.child.exitCode}`);
-    const r = await fetch(`${base}/readyz`).catch(() => undefined);
-    if (r?.status === 200 && list.every((p) => p.output.some((l) => l.includes('"message":"ready"')))) return;
-    await sleep(200);
-  }
-  throw new Error('timed out waiting for /readyz');
-}
-
-// ---- API ------------------------------------------------------------------------------------
-async function call(base, method, path, body) {
-  const headers = { authorization: `Bearer ${KEY}` };
-  if (body !== undefined) headers['content-type'] = 'application/json';
-  const res = await fetch(`${base}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  const text = await res.text();
-  let parsed = text;
-  try {
-    parsed = text ? JSON.parse(text) : undefined;
-  } catch {
-    /* keep text */
-  }
-  return { status: res.status, body: parsed };
-}
-function must(res, status, what) {
-  if (res.status !== status) throw new Error(`${what}: expected ${status}, got ${res.status}: ${JSON.stringify(res.body).slice(0, 500)}`);
-  return res.body;
-}
 
 /** A session socket that resolves, per reply id, the arrival time of its first delta and its end. */
 function openSocket(wsBase, sessionId, token) {

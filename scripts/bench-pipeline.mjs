@@ -7,32 +7,14 @@
 //   npm run bench:pipeline -- [--sessions=40] [--messages=10] [--ttft-ms=20] [--tokens-per-s=200]
 //                             [--reply-tokens=20] [--modes=all,kafka] [--turn-timeout-ms=30000]
 // Each option may also be given as an env var: BENCH_SESSIONS, BENCH_MESSAGES, BENCH_TTFT_MS, ...
-import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import OpenAI from 'openai';
 import WebSocket from 'ws';
 import { startDevModel } from '@chat/devmodel';
 import { configureLogger, getLogger } from '@chat/logger';
-
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const MAIN = join(ROOT, 'services', 'launcher', 'dist', 'src', 'main.js');
-
-function opt(name, def) {
-  const arg = process.argv.slice(2).find((a) => a.startsWith(`--${name}=`));
-  const env = process.env[`BENCH_${name.toUpperCase().replace(/-/g, '_')}`];
-  const raw = arg ? arg.slice(name.length + 3) : env;
-  if (raw === undefined || raw === '') return def;
-  if (typeof def === 'number') {
-    const n = Number(raw);
-    if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a non-negative number, got ${raw}`);
-    return n;
-  }
-  return raw;
-}
+import { apiClient, freePort, must, opt, productProcesses, ROOT, sleep, summary } from './lib/bench.mjs';
 
 const cfg = {
   sessions: opt('sessions', 40),
@@ -56,30 +38,6 @@ const RATE_LIMITS = {
   RATE_LIMIT_SESSION_BURST: '1000000',
   MAX_STREAMS_PER_OWNER: '100000',
 };
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function pct(sorted, p) {
-  if (sorted.length === 0) return null;
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[i];
-}
-function summary(values) {
-  const s = [...values].sort((a, b) => a - b);
-  const r = (v) => (v === null ? null : Math.round(v * 10) / 10);
-  return { n: s.length, p50: r(pct(s, 50)), p95: r(pct(s, 95)), p99: r(pct(s, 99)), max: r(s.at(-1) ?? null), mean: r(s.length ? s.reduce((a, b) => a + b, 0) / s.length : null) };
-}
-
 // ---- CPU time of the processes under test (Linux /proc; undefined elsewhere) ------------------
 // A figure that the other work on a shared machine disturbs much less than wall-clock throughput:
 // CPU ms per turn, of each process and its descendants (in `all` mode the embedded PostgreSQL's
@@ -123,78 +81,10 @@ function treeCpuMs(rootPid) {
 const cpuOf = (list) =>
   Object.fromEntries(list.flatMap((p) => [[p.name, treeCpuMs(p.child.pid)], [`${p.name}:node-only`, procStat(p.child.pid)?.cpuMs]]));
 
-// ---- processes ----------------------------------------------------------------------------
-const procs = new Set();
-function startProc(name, target, env) {
-  // BENCH_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", profiles the system under test.
-  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const child = spawn(process.execPath, [...nodeArgs, MAIN, `--target=${target}`], {
-    cwd: ROOT,
-    // BENCH_PRODUCT_ENV="NAME=value NAME2=value" adds settings of the product (for A/B runs).
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: process.env.LOG_LEVEL ?? 'info', ...env, ...productEnv() },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const output = [];
-  const keep = (b) => {
-    output.push(...b.toString().split('\n').filter(Boolean));
-    if (output.length > 500) output.splice(0, output.length - 500);
-  };
-  child.stdout.on('data', keep);
-  child.stderr.on('data', keep);
-  const exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
-  const p = { name, child, output, exited };
-  procs.add(p);
-  return p;
-}
-function productEnv() {
-  const pairs = (process.env.BENCH_PRODUCT_ENV ?? '').split(' ').filter(Boolean);
-  return Object.fromEntries(pairs.map((p) => [p.slice(0, p.indexOf('=')), p.slice(p.indexOf('=') + 1)]));
-}
-async function stopProc(p) {
-  if (p.child.exitCode === null && p.child.signalCode === null) {
-    p.child.kill('SIGTERM');
-    const t = setTimeout(() => p.child.kill('SIGKILL'), 20_000);
-    await p.exited;
-    clearTimeout(t);
-  }
-  procs.delete(p);
-}
-async function stopAll() {
-  for (const p of [...procs].reverse()) await stopProc(p);
-}
-function dump(list) {
-  for (const p of list) process.stderr.write(`\n--- ${p.name} (last lines) ---\n${p.output.slice(-30).join('\n')}\n`);
-}
-async function waitReady(base, list) {
-  const end = Date.now() + cfg.readyTimeoutMs;
-  while (Date.now() < end) {
-    for (const p of list) if (p.child.exitCode !== null) throw new Error(`${p.name} exited with ${p.child.exitCode}`);
-    const r = await fetch(`${base}/readyz`).catch(() => undefined);
-    // The gateway being ready is not enough in split mode: every process must have said "ready".
-    if (r?.status === 200 && list.every((p) => p.output.some((l) => l.includes('"message":"ready"')))) return;
-    await sleep(200);
-  }
-  throw new Error('timed out waiting for /readyz');
-}
-
-// ---- API ------------------------------------------------------------------------------------
-async function call(base, method, path, body) {
-  const headers = { authorization: `Bearer ${KEY}` };
-  if (body !== undefined) headers['content-type'] = 'application/json';
-  const res = await fetch(`${base}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  const text = await res.text();
-  let parsed = text;
-  try {
-    parsed = text ? JSON.parse(text) : undefined;
-  } catch {
-    /* keep text */
-  }
-  return { status: res.status, body: parsed };
-}
-function must(res, status, what) {
-  if (res.status !== status) throw new Error(`${what}: expected ${status}, got ${res.status}: ${JSON.stringify(res.body).slice(0, 500)}`);
-  return res.body;
-}
+// ---- processes and API ----------------------------------------------------------------------
+const { startProc, stopProc, stopAll, dump, waitReady: waitReadyWithin } = productProcesses({ keepLines: 500 });
+const waitReady = (base, list) => waitReadyWithin(base, list, cfg.readyTimeoutMs);
+const call = apiClient(KEY);
 
 /** A session socket that records, per reply, the arrival of the first delta, the completions and the seqs. */
 function openSocket(wsBase, sessionId, token) {

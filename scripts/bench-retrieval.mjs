@@ -17,12 +17,11 @@
 // Each option may also be given as an env var: BENCH_SCALE_CHUNKS, BENCH_QUERIES, BENCH_STORES, BENCH_BATCH.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { configureLogger } from '@chat/logger';
 import { MilvusClient } from '@zilliz/milvus2-sdk-node';
+import { opt, ROOT } from './lib/bench.mjs';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const RAG = join(ROOT, 'services', 'rag', 'dist', 'src');
 const { LanceVectorStore } = await import(join(RAG, 'adapters', 'lancedb', 'store.js'));
 const { MilvusVectorStore } = await import(join(RAG, 'adapters', 'milvus', 'store.js'));
@@ -30,19 +29,6 @@ const { LocalHashEmbedder } = await import(join(RAG, 'domain', 'hash-embedder.js
 const { KnowledgeIndex } = await import(join(RAG, 'domain', 'spaces.js'));
 const { Retriever } = await import(join(RAG, 'domain', 'retrieval.js'));
 const { LocalOverlapReranker } = await import(join(RAG, 'domain', 'rerank.js'));
-
-function opt(name, def) {
-  const arg = process.argv.slice(2).find((a) => a.startsWith(`--${name}=`));
-  const env = process.env[`BENCH_${name.toUpperCase().replace(/-/g, '_')}`];
-  const raw = arg ? arg.slice(name.length + 3) : env;
-  if (raw === undefined || raw === '') return def;
-  if (typeof def === 'number') {
-    const n = Number(raw);
-    if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a non-negative number, got ${raw}`);
-    return n;
-  }
-  return raw;
-}
 
 const cfg = {
   scaleChunks: opt('scale-chunks', 100_000),
