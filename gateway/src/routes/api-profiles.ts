@@ -85,6 +85,18 @@ export function profileToJson(p: personaV1.ApiProfile | undefined) {
 const limitsFromJson = (l: LimitsJson | null | undefined) =>
   l ? { maxConcurrentGenerations: l.max_concurrent_generations ?? undefined, requestsPerMinute: l.requests_per_minute ?? undefined } : undefined;
 
+/** profileFromJson maps the JSON fields of a create or update body to the RPC's (null means unset). */
+const profileFromJson = (body: ProfileBody) => ({
+  name: body.name,
+  provider: body.provider,
+  baseUrl: body.base_url,
+  model: body.model,
+  apiKey: body.api_key ?? undefined,
+  embeddingModel: body.embedding_model ?? undefined,
+  embeddingBaseUrl: body.embedding_base_url ?? undefined,
+  limits: limitsFromJson(body.limits),
+});
+
 /**
  * apiProfileRoutes: the owner's LLM endpoint profiles. api_key is write-only; PATCH is a JSON
  * merge patch (null removes api_key, embedding_model, embedding_base_url, limits or one limit).
@@ -104,14 +116,7 @@ export function apiProfileRoutes(app: FastifyInstance, deps: GatewayDeps): void 
       const body = req.body as ProfileBody;
       const res = await deps.persona.createApiProfile({
         ownerId: ownerOf(req),
-        name: body.name,
-        provider: body.provider,
-        baseUrl: body.base_url,
-        model: body.model,
-        apiKey: body.api_key ?? undefined,
-        embeddingModel: body.embedding_model ?? undefined,
-        embeddingBaseUrl: body.embedding_base_url ?? undefined,
-        limits: limitsFromJson(body.limits),
+        ...profileFromJson(body),
       });
       return reply.code(201).send(profileToJson(res.profile));
     },
@@ -174,14 +179,7 @@ export function apiProfileRoutes(app: FastifyInstance, deps: GatewayDeps): void 
       const res = await deps.persona.updateApiProfile({
         ownerId: ownerOf(req),
         id,
-        name: body.name,
-        provider: body.provider,
-        baseUrl: body.base_url,
-        model: body.model,
-        apiKey: body.api_key ?? undefined,
-        embeddingModel: body.embedding_model ?? undefined,
-        embeddingBaseUrl: body.embedding_base_url ?? undefined,
-        limits: limitsFromJson(body.limits),
+        ...profileFromJson(body),
         clearFields,
       });
       return profileToJson(res.profile);

@@ -54,6 +54,12 @@ const toMessage = (r: MessageRow): Message => ({
 });
 
 /** SessionRepository stores sessions and messages, and writes message events to the outbox. */
+/** messageCreated is the outbox event of a new user message: the turn the scheduler answers. */
+function messageCreated(session: Session, messageId: string, replyId: string, content: string, priority: number, createdAt: Date) {
+  const event = eventsV1.MessageCreated.fromPartial({ messageId, replyId, sessionId: session.id, ownerId: session.ownerId, personaId: session.personaId, content, priority, createdAt });
+  return { key: session.id, value: encodeEvent(eventsV1.MessageCreated, event), headers: traceHeaders({ 'event-type': 'message.created' }) };
+}
+
 export class SessionRepository {
   constructor(
     private readonly sequelize: Sequelize,
@@ -127,17 +133,7 @@ export class SessionRepository {
          values (:id, :session, 'assistant', '', 'pending', :replyTo)`,
         { replacements: { id: replyId, session: session.id, replyTo: messageId }, transaction: t },
       );
-      const event = eventsV1.MessageCreated.fromPartial({
-        messageId,
-        replyId,
-        sessionId: session.id,
-        ownerId: session.ownerId,
-        personaId: session.personaId,
-        content,
-        priority,
-        createdAt: rows[0]!.created_at,
-      });
-      await this.outbox.add(t, Topics.messages, { key: session.id, value: encodeEvent(eventsV1.MessageCreated, event), headers: traceHeaders({ 'event-type': 'message.created' }) });
+      await this.outbox.add(t, Topics.messages, messageCreated(session, messageId, replyId, content, priority, rows[0]!.created_at));
       return { messageId, replyId, created: true };
     });
     if (result.created) this.outbox.kick();
@@ -155,17 +151,7 @@ export class SessionRepository {
     const messageId = randomUUID();
     const replyId = randomUUID();
     const createdAt = new Date();
-    const event = eventsV1.MessageCreated.fromPartial({
-      messageId,
-      replyId,
-      sessionId: session.id,
-      ownerId: session.ownerId,
-      personaId: session.personaId,
-      content,
-      priority,
-      createdAt,
-    });
-    const outbox = this.outbox.insertStatement(Topics.messages, { key: session.id, value: encodeEvent(eventsV1.MessageCreated, event), headers: traceHeaders({ 'event-type': 'message.created' }) });
+    const outbox = this.outbox.insertStatement(Topics.messages, messageCreated(session, messageId, replyId, content, priority, createdAt));
     await this.sequelize.query(
       `with m as (
          insert into session.messages (id, session_id, role, content, status, reply_id, reply_to, created_at)
