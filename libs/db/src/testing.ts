@@ -35,3 +35,22 @@ export async function isolatedDatabase(serverUrl: string, prefix: string, logger
     },
   };
 }
+
+/**
+ * eventually polls fn until it returns a truthy value and returns it; a throw counts as "not yet".
+ * After timeoutMs it fails naming what it waited for (and the last error). For tests.
+ */
+export async function eventually<T>(fn: () => Promise<T | undefined | false> | T | undefined | false, what: string, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}

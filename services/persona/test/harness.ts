@@ -3,7 +3,7 @@ import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PersonaClient, type ServiceEndpoint } from '@chat/clients';
-import { connectDatabase, startEmbeddedPostgres, type Database, type EmbeddedPostgres, type IsolatedDatabase, isolatedDatabase } from '@chat/db';
+import { connectDatabase, type Database, type EmbeddedPostgres, eventually, isolatedDatabase, type IsolatedDatabase, startEmbeddedPostgres } from '@chat/db';
 import { InProcessBus, type EventBus, type OutgoingEvent } from '@chat/events';
 import { closeClients } from '@chat/grpc';
 import { configureLogger, type Logger } from '@chat/logger';
@@ -111,13 +111,5 @@ export async function startPersona(env: Record<string, string> = {}): Promise<Pe
   };
 }
 
-/** eventually polls fn until it returns something truthy. */
-export async function eventually<T>(fn: () => Promise<T | undefined | false> | T | undefined | false, what: string, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+/** eventually (from @chat/db) polls fn until it returns something truthy. */
+export { eventually };

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RagClient, type ServiceEndpoint } from '@chat/clients';
 import { eventsV1, personaV1, ragV1 } from '@chat/contracts';
-import { connectDatabase, isolatedDatabase, QueryTypes, type Database, type IsolatedDatabase } from '@chat/db';
+import { connectDatabase, type Database, eventually, isolatedDatabase, type IsolatedDatabase, QueryTypes } from '@chat/db';
 import { startDevModel } from '@chat/devmodel';
 import { Code, isAppError } from '@chat/errors';
 import { encodeEvent, InProcessBus, Topics, type EventBus } from '@chat/events';
@@ -19,20 +19,6 @@ import { closedPort, startTestSite, type TestSite } from './fetch/fixtures.js';
 
 const logger = configureLogger({ silent: true });
 
-async function eventually<T>(fn: () => Promise<T | undefined | false>, what: string, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /**
  * The rag module as it runs in production (PostgreSQL, the in-process bus, LanceDB, the real

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RagClient, type ServiceEndpoint } from '@chat/clients';
 import { eventsV1, personaV1, ragV1 } from '@chat/contracts';
-import { connectDatabase, isolatedDatabase, QueryTypes, startEmbeddedPostgres, type Database, type EmbeddedPostgres, type IsolatedDatabase } from '@chat/db';
+import { connectDatabase, type Database, type EmbeddedPostgres, eventually, isolatedDatabase, type IsolatedDatabase, QueryTypes, startEmbeddedPostgres } from '@chat/db';
 import { startDevModel, type DevModel, type EmbeddingScript, type ScriptedRequest } from '@chat/devmodel';
 import { Code, isAppError } from '@chat/errors';
 import { encodeEvent, InProcessBus, Topics, type EventBus } from '@chat/events';
@@ -19,20 +19,6 @@ import { ragModule } from '../src/index.js';
 
 const logger = configureLogger({ silent: true });
 
-async function eventually<T>(fn: () => Promise<T | undefined | false>, what: string, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 async function rejectsWithCode(p: Promise<unknown>, code: Code): Promise<void> {
   await assert.rejects(p, (err: unknown) => {

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SessionClient, type ServiceEndpoint } from '@chat/clients';
 import { eventsV1, ragV1, sessionV1 } from '@chat/contracts';
-import { connectDatabase, Outbox, QueryTypes, startEmbeddedPostgres, type Database, type EmbeddedPostgres, type IsolatedDatabase, isolatedDatabase } from '@chat/db';
+import { connectDatabase, type Database, type EmbeddedPostgres, eventually, isolatedDatabase, type IsolatedDatabase, Outbox, QueryTypes, startEmbeddedPostgres } from '@chat/db';
 import { Code, isAppError, AppError } from '@chat/errors';
 import { encodeEvent, InProcessBus, Topics, type EventBus } from '@chat/events';
 import { closeClients } from '@chat/grpc';
@@ -19,15 +19,6 @@ import { Summarizer } from '../src/domain/summarizer.js';
 const logger = configureLogger({ silent: true });
 const S = sessionV1.MessageStatus;
 
-async function eventually<T>(fn: () => Promise<T | undefined | false>, what: string, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 30));
-  }
-}
 
 describe('sessions on PostgreSQL: statuses, listing, deletion and infinite sessions', function () {
   this.timeout(180_000);

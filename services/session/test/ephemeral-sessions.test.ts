@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PersonaClient } from '@chat/clients';
 import { sessionV1 } from '@chat/contracts';
-import { connectDatabase, Outbox, QueryTypes, startEmbeddedPostgres, isolatedDatabase, type Database, type EmbeddedPostgres, type IsolatedDatabase } from '@chat/db';
+import { connectDatabase, type Database, type EmbeddedPostgres, eventually, isolatedDatabase, type IsolatedDatabase, Outbox, QueryTypes, startEmbeddedPostgres } from '@chat/db';
 import { InProcessBus, type EventBus } from '@chat/events';
 import { closeClients } from '@chat/grpc';
 import { configureLogger } from '@chat/logger';
@@ -16,15 +16,6 @@ import { deleteEphemeralSessions, sessionHandlers, sessionModule } from '../src/
 
 const logger = configureLogger({ silent: true });
 
-async function eventually<T>(fn: () => Promise<T | undefined | false>, what: string, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 30));
-  }
-}
 
 /**
  * Sessions made for one OpenAI-compatible completion are marked ephemeral and swept after

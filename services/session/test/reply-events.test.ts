@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SessionClient, type ServiceEndpoint } from '@chat/clients';
 import { eventsV1, sessionV1 } from '@chat/contracts';
-import { connectDatabase, Outbox, QueryTypes, startEmbeddedPostgres, isolatedDatabase, type Database, type EmbeddedPostgres, type IsolatedDatabase } from '@chat/db';
+import { connectDatabase, type Database, type EmbeddedPostgres, eventually, isolatedDatabase, type IsolatedDatabase, Outbox, QueryTypes, startEmbeddedPostgres } from '@chat/db';
 import { Code, isAppError } from '@chat/errors';
 import { encodeEvent, InProcessBus, Topics, type EventBus } from '@chat/events';
 import { closeClients } from '@chat/grpc';
@@ -18,15 +18,6 @@ import { sessionModule } from '../src/index.js';
 
 const logger = configureLogger({ silent: true });
 
-async function eventually<T>(fn: () => Promise<T | undefined | false>, what: string, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 30));
-  }
-}
 
 const delta = (sessionId: string, seq: number, text = `t${seq}`) =>
   eventsV1.ReplyEvent.fromPartial({ sessionId, replyId: randomUUID(), ownerId: 'o', seq, kind: { $case: 'delta', value: { text } } });
