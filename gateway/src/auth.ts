@@ -1,9 +1,9 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { personaV1 } from '@chat/contracts';
 import { AppError, Code, isAppError } from '@chat/errors';
 import { unary } from '@chat/grpc';
+import { createFileOnce } from '@chat/secrets';
 import * as grpc from '@grpc/grpc-js';
 import type { ApiKeyEntry } from './config.js';
 
@@ -155,18 +155,11 @@ export async function loadOrCreateDevKey(file: string): Promise<{ key: string; c
   const existing = await readKey(file);
   if (existing) return { key: existing, created: false };
   const key = `dev-${randomBytes(24).toString('base64url')}`;
-  await mkdir(dirname(file), { recursive: true, mode: 0o700 });
-  try {
-    await writeFile(file, `${key}\n`, { mode: 0o600, flag: 'wx' });
-  } catch (err) {
-    // Another process created it first: use theirs.
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
-      const raced = await readKey(file);
-      if (raced) return { key: raced, created: false };
-    }
-    throw err;
-  }
-  return { key, created: true };
+  if (await createFileOnce(file, `${key}\n`)) return { key, created: true };
+  // Another process created it first: use theirs.
+  const raced = await readKey(file);
+  if (!raced) throw new Error(`${file} vanished while it was being created`);
+  return { key: raced, created: false };
 }
 
 async function readKey(file: string): Promise<string | undefined> {

@@ -1,3 +1,3 @@
-export { generateKeySpec, Keyring, KeyringError, loadOrCreateKeyFile } from './keyring.js';
+export { createFileOnce, generateKeySpec, Keyring, KeyringError, loadOrCreateKeyFile } from './keyring.js';
 export { fingerprint, openSecret, resealSecret, sealSecret, SecretError, type SealedSecret } from './seal.js';
 export { loadKeyring, secretsConfig } from './config.js';

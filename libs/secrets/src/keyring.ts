@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { link, mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 /** A key version label: `v` and a number, e.g. `v1`. */
@@ -92,17 +92,30 @@ export async function loadOrCreateKeyFile(file: string): Promise<{ spec: string;
   const existing = await readSpec(file);
   if (existing) return { spec: existing, created: false };
   const spec = generateKeySpec();
+  if (await createFileOnce(file, `${spec}\n`)) return { spec, created: true };
+  const raced = await readSpec(file);
+  if (!raced) throw new KeyringError(`${file} vanished while it was being created`);
+  return { spec: raced, created: false };
+}
+
+/**
+ * createFileOnce writes a new file (mode 0600, its folder 0700) whole or not at all: the content
+ * goes to a temporary file that is then hard-linked to its name, which fails if the name exists.
+ * So a racing reader never sees it empty or half written. False: another writer made it first.
+ */
+export async function createFileOnce(file: string, content: string): Promise<boolean> {
   await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+  const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  await writeFile(tmp, content, { mode: 0o600, flag: 'wx' });
   try {
-    await writeFile(file, `${spec}\n`, { mode: 0o600, flag: 'wx' });
+    await link(tmp, file);
+    return true;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
-      const raced = await readSpec(file);
-      if (raced) return { spec: raced, created: false };
-    }
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
     throw err;
+  } finally {
+    await unlink(tmp).catch(() => {});
   }
-  return { spec, created: true };
 }
 
 async function readSpec(file: string): Promise<string | undefined> {

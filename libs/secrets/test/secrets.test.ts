@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, loadConfig } from '@chat/config';
@@ -108,6 +108,18 @@ describe('@chat/secrets', () => {
       assert.match(readFileSync(file, 'utf8'), /^v1:[A-Za-z0-9+/]+={0,2}\n$/);
       const b = await loadOrCreateKeyFile(file);
       assert.deepEqual(b, { spec: a.spec, created: false });
+    });
+
+    it('gives every racing creator the same key, never an empty or half-written file', async () => {
+      // Two processes on one DATA_DIR (persona and rag) create the file at once at first start.
+      for (let round = 0; round < 5; round++) {
+        const file = join(dir, `race-${round}`, 'master-keys');
+        const results = await Promise.all(Array.from({ length: 12 }, () => loadOrCreateKeyFile(file)));
+        assert.equal(results.filter((r) => r.created).length, 1);
+        assert.equal(new Set(results.map((r) => r.spec)).size, 1);
+        assert.equal(readFileSync(file, 'utf8').trim(), results[0]!.spec);
+        assert.deepEqual(readdirSync(join(dir, `race-${round}`)), ['master-keys'], 'no temporary file is left behind');
+      }
     });
 
     it('loadKeyring uses MASTER_KEYS, else the key file, and never logs key material', async () => {
