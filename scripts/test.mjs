@@ -51,7 +51,16 @@ function stopStartedInfra() {
 
 const mocha = new Mocha({ reporter: 'spec', timeout: 20_000, forbidOnly: true });
 for (const f of files) mocha.addFile(join(root, f));
-await mocha.loadFilesAsync();
+try {
+  await mocha.loadFilesAsync();
+} catch (err) {
+  // A test file that cannot load (a stale dist/, a syntax error) fails the run; what this run
+  // started must not be left behind for the next one to trip over.
+  console.error(err);
+  stopStartedInfra();
+  console.log('\n0 passed, 1 failed (a test file could not be loaded)');
+  process.exit(1);
+}
 console.log(`running ${files.length} test files:\n  ${files.map((f) => relative(root, join(root, f))).join('\n  ')}`);
 const runner = mocha.run((failures) => {
   const stats = runner.stats;

@@ -49,6 +49,13 @@ export interface SubscribeOptions {
    * The in-process bus has no groups to delete. docs/decisions/0019.
    */
   ephemeral?: boolean;
+  /**
+   * Called when this member's partitions may have changed (Kafka: after every join of the group,
+   * before any event of the new assignment is handed out). A consumer that keeps state about the
+   * keys it owns (the scheduler's RuntimeSessions) drops what another member may have changed
+   * while it did not own them. The in-process bus has a single member and never calls it.
+   */
+  onAssignment?: () => void;
 }
 
 /** DeliveryContext comes with each event given to a handler. */

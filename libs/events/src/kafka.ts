@@ -230,6 +230,11 @@ export class KafkaBus implements EventBus {
     const joined = new Promise<void>((resolve) =>
       consumer.on(consumer.events.GROUP_JOIN, (e) => {
         dispatcher?.assigned(e.payload.memberAssignment);
+        try {
+          options.onAssignment?.();
+        } catch (err) {
+          this.logger.error('onAssignment callback failed', { group: options.groupId, err });
+        }
         resolve();
       }),
     );

@@ -38,6 +38,13 @@ export const schedulerConfig = defineConfig({
    * long before it is aborted; keep it below the Kafka rebalance timeout (60 s) (decision 0018).
    */
   SCHEDULER_REVOKE_GRACE_MS: env.millis().default(45_000),
+  /**
+   * How long a RuntimeSession keeps its persona; persona events drop it sooner, this bounds
+   * staleness if one is missed. 0 = read the persona for every message (decision 0020).
+   */
+  SCHEDULER_PERSONA_CACHE_TTL_MS: env.millis().default(30_000),
+  /** Keep each RuntimeSession's recent history between messages instead of reading it every time (decision 0020). */
+  SCHEDULER_HISTORY_CACHE: env.bool().default(true),
   /** Most dead letters the admin index keeps in memory (newest kept). */
   SCHEDULER_DEAD_LETTER_INDEX_MAX: env.positiveInt().default(10_000),
   /** A RuntimeSession idle this long is evicted (its caches dropped). */

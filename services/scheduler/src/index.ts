@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { eventsV1, schedulerV1 } from '@chat/contracts';
 import { PersonaClient, RagClient, resolveTarget, SessionClient, targetsConfig, type ServiceEndpoint } from '@chat/clients';
 import { encodeEvent, traceHeaders, Topics, type EventBus, decodeEvent, REPLAY_HEADER } from '@chat/events';
@@ -78,6 +79,8 @@ export const schedulerModule = defineModule<ServiceEndpoint>({
         profileCacheTtlMs: cfg.SCHEDULER_PROFILE_CACHE_TTL_MS,
         redeliverySettleMs: cfg.SCHEDULER_REDELIVERY_SETTLE_MS,
         revokeGraceMs: cfg.SCHEDULER_REVOKE_GRACE_MS,
+        personaCacheTtlMs: cfg.SCHEDULER_PERSONA_CACHE_TTL_MS,
+        historyCache: cfg.SCHEDULER_HISTORY_CACHE,
       },
       ctx.logger,
       gptTokenizer,
@@ -85,6 +88,25 @@ export const schedulerModule = defineModule<ServiceEndpoint>({
     );
     const deadLetters = new DeadLetterIndex(bus, ctx.logger, cfg.SCHEDULER_DEAD_LETTER_INDEX_MAX);
     const dltSubscription = await deadLetters.start();
+    // Every replica drops a changed persona from its RuntimeSessions: a group of its own (every
+    // replica sees every persona event), from the end of the log, deleted at stop (decision 0020).
+    const personaSubscription = await bus.subscribe({
+      topics: [Topics.personaEvents],
+      groupId: `scheduler-cache-${randomBytes(6).toString('hex')}`,
+      fromBeginning: false,
+      ephemeral: true,
+      handler: async (record) => {
+        let event: eventsV1.PersonaEvent;
+        try {
+          event = eventsV1.PersonaEvent.decode(record.value);
+        } catch (err) {
+          // Redelivery cannot fix it; the cache's TTL bounds what a lost invalidation costs.
+          ctx.logger.warn('undecodable persona event skipped', { key: record.key, err });
+          return;
+        }
+        scheduler.personaChanged(event.personaId || record.key);
+      },
+    });
     const subscription = await bus.subscribe({
       topics: [Topics.messages],
       groupId: 'scheduler',
@@ -94,6 +116,8 @@ export const schedulerModule = defineModule<ServiceEndpoint>({
       maxAttempts: 3,
       // Many sessions' messages at once per partition (decision 0008); one session's in order.
       concurrency: cfg.SCHEDULER_PARTITION_CONCURRENCY,
+      // Partitions may have moved: sessions' cached histories may be stale (decision 0020).
+      onAssignment: () => scheduler.ownershipChanged(),
       handler: async (record, { signal }) => {
         const message = decodeEvent(eventsV1.MessageCreated, record, 'message');
         const traceId = record.headers['x-trace-id'];
@@ -114,7 +138,7 @@ export const schedulerModule = defineModule<ServiceEndpoint>({
     });
     return {
       value: { address: server.address },
-      crashed: Promise.race([subscription.crashed, dltSubscription.crashed]),
+      crashed: Promise.race([subscription.crashed, dltSubscription.crashed, personaSubscription.crashed]),
       stop: async () => {
         // Stop taking messages first (synchronously marks the subscription stopping), give back
         // the messages that have not started (left unacknowledged: delivered again), and let the
@@ -123,6 +147,7 @@ export const schedulerModule = defineModule<ServiceEndpoint>({
         scheduler.shutdown();
         await stopped;
         scheduler.stop();
+        await personaSubscription.stop();
         await deadLetters.stop();
         await summarizer.stop();
         await server.stop();

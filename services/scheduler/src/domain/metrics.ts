@@ -38,6 +38,11 @@ export function schedulerMetrics() {
       help: 'Replies that failed for good (reply.failed sent) whose message was handed to the dead-letter topic, by reason',
       labelNames: ['reason'],
     }),
+    cache: counter<'cache' | 'result'>({
+      name: 'chat_scheduler_cache_total',
+      help: 'Lookups of a RuntimeSession cache (persona, history) by result: hit (no call to another service) or miss (read)',
+      labelNames: ['cache', 'result'],
+    }),
     replies: counter<'outcome'>({
       name: 'chat_scheduler_replies_total',
       help: 'Replies finished, by outcome (completed|failed|cancelled; skipped = redelivered message whose reply was already final)',

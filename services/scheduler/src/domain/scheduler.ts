@@ -49,6 +49,13 @@ export interface SchedulerOptions {
    * before it is aborted (decision 0018; keep it below the Kafka rebalance timeout). Default 45 000.
    */
   revokeGraceMs?: number;
+  /**
+   * How long a RuntimeSession keeps its persona (default 30 000; 0 = read it for every message).
+   * Persona events drop it sooner (`personaChanged`); this bounds staleness if one is missed.
+   */
+  personaCacheTtlMs?: number;
+  /** Keep each RuntimeSession's recent history between its messages (default true; decision 0020). */
+  historyCache?: boolean;
 }
 
 /** PushOptions describe how a message reached the scheduler. */
@@ -146,21 +153,48 @@ interface Job {
   prepared?: Prepared;
   /** The conversation window, read while the persona is looked up (used once, by prepare). */
   windowRead?: Promise<WindowResponse>;
+  /** Prepared on the session's history cache (read or kept): its outcome advances the cache. */
+  tracked?: HistoryCache;
+  /** The text of its completed reply (what the session service stores). */
+  completedContent?: string;
   publisher?: ReplyPublisher;
   resolve: () => void;
   reject: (err: unknown) => void;
 }
 
 /**
+ * HistoryCache is what a RuntimeSession knows of its session's conversation while this replica
+ * owns the session (decision 0020): the last window read from the session service, and the turns
+ * that ran here since. It stands for a read only while nobody else can have changed the session:
+ * the same ownership epoch (no rebalance since), a message it has not seen yet, no summary stored
+ * since, every earlier message of the session accounted for.
+ */
+interface HistoryCache {
+  /** The scheduler's ownership epoch when it was read. */
+  epoch: number;
+  /** The window as read (summary, messages with their positions, older uncovered count). */
+  base: WindowResponse;
+  /** Turns that ran here since the read, oldest first (their positions are not known here). */
+  appended: Array<{ role: 'user' | 'assistant'; content: string }>;
+  /** Ids of the messages it covers: one of them delivered again is read, never assumed new. */
+  seen: Set<string>;
+  /** The newest creation time (ms) of the messages it covers: an older message is read, never assumed new. */
+  newest: number;
+}
+
+/**
  * RuntimeSession is the sticky execution context of one active session in this replica (the
  * replica owns it through the partition of the session's key): a FIFO of its messages, at most one
- * of them running, and the session's event sequence number. Idle ones are evicted.
+ * of them running, the session's event sequence number, and caches of its persona and recent
+ * history (decision 0020). Idle ones are evicted with their caches.
  */
 class RuntimeSession {
   /** The last seq published for this session; undefined until read from the session service. */
   seq: number | undefined;
   readonly queue: Job[] = [];
   lastActive = Date.now();
+  history: HistoryCache | undefined;
+  persona: { value: personaV1.Persona; expiresAt: number } | undefined;
   constructor(readonly id: string) {}
   get running(): boolean {
     return this.queue[0]?.running ?? false;
@@ -198,6 +232,10 @@ export class Scheduler {
    * restart) publishes nothing new (decision 0018).
    */
   private readonly finalised = new Map<string, Outcome>();
+  /** Bumped when this replica's partitions may have changed: history caches of an older epoch are stale. */
+  private epoch = 0;
+  /** Bumped by every persona change: a persona read that started before one is not cached. */
+  private personaGeneration = 0;
 
   constructor(
     private readonly ports: SchedulerPorts,
@@ -212,6 +250,27 @@ export class Scheduler {
     this.firstTokenTimeoutMs = options.firstTokenTimeoutMs ?? options.replyTimeoutMs;
     this.evictTimer = setInterval(() => this.evictIdle(), Math.min(options.idleEvictMs, 60_000));
     this.evictTimer.unref();
+    // A stored summary covers turns the cached history still quotes: the next message reads again.
+    summarizer?.onSummaryStored((sessionId) => {
+      const rs = this.sessions.get(sessionId);
+      if (rs) rs.history = undefined;
+    });
+  }
+
+  /**
+   * ownershipChanged tells the scheduler that this replica's partitions may have changed (a
+   * rebalance): another replica may have run messages of any session meanwhile, so every cached
+   * history is dropped and the next message of each session reads the session service again.
+   */
+  ownershipChanged(): void {
+    this.epoch++;
+    for (const rs of this.sessions.values()) rs.history = undefined;
+  }
+
+  /** personaChanged drops a persona from every RuntimeSession's cache (persona upserted or deleted). */
+  personaChanged(personaId: string): void {
+    this.personaGeneration++;
+    for (const rs of this.sessions.values()) if (rs.persona?.value.id === personaId) rs.persona = undefined;
   }
 
   /**
@@ -300,6 +359,7 @@ export class Scheduler {
   private dropRevoked(rs: RuntimeSession, job: Job): void {
     if (job.done) return;
     job.done = true;
+    rs.history = undefined;
     this.remove(rs, job);
     job.running = false;
     this.logger.info('message revoked from this replica (rebalance); its new owner handles it', { reply_id: job.m.replyId });
@@ -463,12 +523,12 @@ export class Scheduler {
     try {
       // The job is its session's head and nothing before it runs: its window can be read now,
       // beside the persona lookup, instead of after it (one round trip less before the model).
-      if (!job.windowRead) {
+      // (Not when the session's cached history will do: no read at all.)
+      if (!job.windowRead && !this.usableHistory(rs, job)) {
         job.windowRead = this.readWindow(rs, job);
         job.windowRead.catch(() => {}); // prepare reads again if this failed
       }
-      const { persona } = await this.ports.getPersona({ ownerId: job.m.ownerId, id: job.m.personaId });
-      if (!persona) throw AppError.notFound('persona', job.m.personaId);
+      const persona = await this.personaOf(rs, job);
       job.persona = persona;
       const profileId = persona.apiProfileId;
       // profileKey last: a pump that runs meanwhile must not see a key without its limits.
@@ -486,6 +546,40 @@ export class Scheduler {
       job.resolving = false;
       this.pump();
     }
+  }
+
+  /** personaOf is the job's persona: the RuntimeSession's cached one while fresh, else read (and cached). */
+  private async personaOf(rs: RuntimeSession, job: Job): Promise<personaV1.Persona> {
+    const m = job.m;
+    const ttl = this.options.personaCacheTtlMs ?? 30_000;
+    const hit = rs.persona;
+    if (hit && hit.value.id === m.personaId && hit.value.ownerId === m.ownerId && hit.expiresAt > Date.now()) {
+      this.metrics.cache.inc({ cache: 'persona', result: 'hit' });
+      return hit.value;
+    }
+    this.metrics.cache.inc({ cache: 'persona', result: 'miss' });
+    const generation = this.personaGeneration;
+    const { persona } = await this.ports.getPersona({ ownerId: m.ownerId, id: m.personaId });
+    if (!persona) throw AppError.notFound('persona', m.personaId);
+    // Not kept when a persona changed while it was read: the answer may predate the change.
+    if (ttl > 0 && generation === this.personaGeneration) rs.persona = { value: persona, expiresAt: Date.now() + ttl };
+    return persona;
+  }
+
+  /**
+   * usableHistory is the session's cached history when it may stand for reading the window before
+   * this job's message (decision 0020): kept in this ownership epoch, the message not seen before
+   * (a message delivered again is read, so its stored status decides), not a replayed dead letter,
+   * its reply not finalised here, and within the window's message bound.
+   */
+  private usableHistory(rs: RuntimeSession, job: Job): HistoryCache | undefined {
+    const h = rs.history;
+    if (!h || h.epoch !== this.epoch || job.replayOf || h.seen.has(job.m.messageId) || this.finalised.has(job.m.replyId)) return undefined;
+    // Messages of a session arrive in the order they were created; an older one is a copy sent
+    // again (e.g. an outbox re-publish) whose first run may be out of this cache's view.
+    if (!job.m.createdAt || job.m.createdAt.getTime() < h.newest) return undefined;
+    if (h.base.messages.length + h.appended.length >= this.options.windowMaxMessages) return undefined;
+    return h;
   }
 
   private async limitsOf(ownerId: string, profileId: string): Promise<ProfileLimits> {
@@ -583,6 +677,7 @@ export class Scheduler {
             this.emit(rs, job, { kind: { $case: 'delta', value: { text: item.item.value.text } } });
           } else if (item.item?.$case === 'completed') {
             this.emit(rs, job, { kind: { $case: 'completed', value: item.item.value } });
+            job.completedContent = item.item.value.content;
             completed = true;
           }
         }
@@ -622,9 +717,29 @@ export class Scheduler {
    */
   private async prepare(rs: RuntimeSession, job: Job): Promise<Prepared | undefined> {
     const m = job.m;
-    const read = () => this.readWindow(rs, job);
     const prefetched = job.windowRead;
     job.windowRead = undefined;
+    if (!prefetched && this.options.historyCache !== false) {
+      const h = this.usableHistory(rs, job);
+      if (h) {
+        const persona = job.persona ?? (await this.personaOf(rs, job));
+        // The window the session service would return: the read one, then the turns run here since.
+        const prepared = this.build(job, persona, { ...h.base, session: h.base.session && { ...h.base.session, lastSeq: rs.seq ?? 0 } }, h.appended);
+        if (prepared && rs.history === h && h.epoch === this.epoch) {
+          this.metrics.cache.inc({ cache: 'history', result: 'hit' });
+          h.seen.add(m.messageId);
+          h.newest = Math.max(h.newest, m.createdAt?.getTime() ?? 0);
+          job.tracked = h;
+          return prepared;
+        }
+        // The prompt would quote turns whose positions are not known here (the summary's fold
+        // point): read the window instead.
+      }
+    }
+    this.metrics.cache.inc({ cache: 'history', result: 'miss' });
+    rs.history = undefined;
+    const epoch = this.epoch;
+    const read = () => this.readWindow(rs, job);
     let win = prefetched ? await prefetched.catch(read) : await read();
     if (win.replyStatus === sessionV1.MessageStatus.MESSAGE_STATUS_STREAMING) {
       // Delivered again after its first run streamed text. That run may have finished and published
@@ -668,11 +783,29 @@ export class Scheduler {
       job.streamed = true;
       throw AppError.unavailable('the reply was interrupted while streaming (its first run stopped)');
     }
-    const persona = job.persona ?? (await this.ports.getPersona({ ownerId: m.ownerId, id: m.personaId })).persona;
-    if (!persona) throw AppError.notFound('persona', m.personaId);
+    const persona = job.persona ?? (await this.personaOf(rs, job));
+    const prepared = this.build(job, persona, win, [])!;
+    // A first run of a message (not a replay: later messages may exist) starts the session's cache.
+    if (!job.replayOf && win.replyStatus === sessionV1.MessageStatus.MESSAGE_STATUS_PENDING && epoch === this.epoch && this.options.historyCache !== false) {
+      const times = win.messages.map((x) => x.createdAt?.getTime() ?? 0);
+      const h: HistoryCache = { epoch, base: win, appended: [], seen: new Set([...win.messages.map((x) => x.id), m.messageId]), newest: Math.max(0, m.createdAt?.getTime() ?? 0, ...times) };
+      rs.history = h;
+      job.tracked = h;
+    }
+    return prepared;
+  }
+
+  /**
+   * build makes the request from a window (turns as read, then `appended` turns whose positions are
+   * unknown). Undefined when appended turns are in it but the oldest quoted turn's position is not
+   * known (the summary's fold point would be wrong): the caller reads the window instead.
+   */
+  private build(job: Job, persona: personaV1.Persona, win: WindowResponse, appended: HistoryCache['appended']): Prepared | undefined {
+    const m = job.m;
     const turns: WindowTurn[] = win.messages
       .filter((x) => x.status === sessionV1.MessageStatus.MESSAGE_STATUS_COMPLETED && x.content.trim())
       .map((x) => ({ role: x.role === sessionV1.Role.ROLE_USER ? 'user' : 'assistant', content: x.content, position: Number(x.position) }));
+    for (const a of appended) if (a.content.trim()) turns.push({ ...a, position: Number.NaN });
     const window = buildWindow(
       {
         budgetTokens: persona.settings?.historyBudgetTokens ?? this.options.defaultBudgetTokens,
@@ -684,12 +817,17 @@ export class Scheduler {
       },
       this.tokenizer,
     );
+    const oldest = window.history[0]?.position;
+    // Turns fell out of the window: the summary's fold point is the oldest quoted turn, whose
+    // position must then be known (one run here is not: read instead). With nothing dropped, an
+    // oldest turn of this cache means every read message before it is left unquoted anyway.
+    if (appended.length > 0 && window.dropped > 0 && (oldest === undefined || Number.isNaN(oldest))) return undefined;
     const history = window.history.map((x) => ({ role: x.role === 'user' ? ragV1.ChatRole.CHAT_ROLE_USER : ragV1.ChatRole.CHAT_ROLE_ASSISTANT, content: x.content }));
     const r = persona.settings?.retrieval;
     return {
       persona,
       win,
-      oldestKept: window.history[0]?.position,
+      oldestKept: oldest === undefined || Number.isNaN(oldest) ? undefined : oldest,
       request: {
         ownerId: m.ownerId,
         personaId: m.personaId,
@@ -770,6 +908,7 @@ export class Scheduler {
     } catch (e) {
       publishError = e;
     }
+    this.advanceHistory(rs, job, publishError ? undefined : outcome);
     this.remove(rs, job);
     job.running = false;
     if (publishError) {
@@ -794,6 +933,24 @@ export class Scheduler {
       job.reject(new ReplyGivenUp(app.message, app.code === Code.Internal ? 'internal' : app.reason, job.attempt, app));
     } else job.resolve();
     this.pump();
+  }
+
+  /**
+   * advanceHistory moves the session's cached history past a finished job: its user turn, and its
+   * reply when completed — what the session service stores for them. Any other end (skipped as
+   * already final, not published, not prepared on this cache) drops the cache: the next message reads.
+   */
+  private advanceHistory(rs: RuntimeSession, job: Job, outcome: Outcome | undefined): void {
+    const h = rs.history;
+    if (!h) return;
+    const known = outcome === 'failed' || outcome === 'cancelled' || (outcome === 'completed' && job.completedContent !== undefined);
+    if (!known || job.tracked !== h || h.epoch !== this.epoch) {
+      rs.history = undefined;
+      return;
+    }
+    h.appended.push({ role: 'user', content: job.m.content });
+    if (outcome === 'completed') h.appended.push({ role: 'assistant', content: job.completedContent! });
+    h.seen.add(job.m.replyId);
   }
 
   /** rememberFinal records a reply whose outcome is on the log (bounded, least recently used first). */

@@ -42,6 +42,7 @@ const USABLE = sessionV1.MessageStatus.MESSAGE_STATUS_COMPLETED;
 export class Summarizer {
   private readonly running = new Map<string, Promise<void>>();
   private readonly failedAt = new Map<string, number>();
+  private readonly storedListeners: Array<(sessionId: string) => void> = [];
   private stopped = false;
 
   constructor(
@@ -66,6 +67,11 @@ export class Summarizer {
       .finally(() => this.running.delete(job.sessionId));
     this.running.set(job.sessionId, run);
     return true;
+  }
+
+  /** onSummaryStored calls listener with the session id after each summary this summarizer stored. */
+  onSummaryStored(listener: (sessionId: string) => void): void {
+    this.storedListeners.push(listener);
   }
 
   /** idle resolves when the session's job (if any) has ended. */
@@ -129,6 +135,7 @@ export class Summarizer {
           const stored = await this.ports.updateSummary({ ownerId: job.ownerId, sessionId: job.sessionId, text, coveredUntil, expectedVersion: summary.version });
           const s = stored.summary;
           summary = { text: s?.text ?? text, coveredUntil: Number(s?.coveredUntil ?? coveredUntil), version: Number(s?.version ?? summary.version + 1) };
+          for (const listener of this.storedListeners) listener(job.sessionId);
         } catch (err) {
           const app = toAppError(err);
           if (app.code === Code.Aborted) {
