@@ -28,7 +28,12 @@ export class FakeSessions implements SessionApi {
     this.sessions.set(session.id, session);
     this.messages.set(session.id, []);
     if (req.ephemeral) this.ephemeral.add(session.id);
-    return { session };
+    // With first_message the message is sent in the same call, as the session service does (decision 0021).
+    if (req.firstMessage) {
+      const sent = await this.sendMessage({ ownerId: req.ownerId, sessionId: session.id, content: req.firstMessage.content, priority: req.firstMessage.priority });
+      return { session, ...sent };
+    }
+    return { session, messageId: '', replyId: '' };
   }
 
   private own(ownerId: string | undefined, id: string | undefined): sessionV1.Session {

@@ -204,6 +204,24 @@ class ReplyWaiter {
   }
 }
 
+/**
+ * subscribeReplies subscribes a completion's waiter to its new session's reply frames, in order
+ * from seq 1, without gap or duplicate. Call it in the tick the session id became known: frames
+ * published later reach it live. Frames published before (the reply started, or even finished,
+ * before the create call's answer arrived) are in the hub's ring buffer: then the subscription
+ * starts as a resume from seq 0, served from the buffer (or, if the buffer no longer reaches back to
+ * seq 1, from the session service's durable store). Otherwise it starts at cursor 0 and the store is
+ * not asked at all — a later gap (events this gateway missed) is still filled from it
+ * (docs/decisions/0016, 0021).
+ */
+function subscribeReplies(hub: SocketHub, deps: GatewayDeps, sessionId: string, ownerId: string, waiter: ReplyWaiter): { close(): void } {
+  // A seq gap the store could not fill (resume_gap) is not fatal: the reply goes on.
+  const subscriber = { session: sessionId, owner: ownerId, write: (f: ReplyFrame) => waiter.push(f), problem: (e: AppError) => (e.reason === 'resume_gap' ? undefined : waiter.fail(e)) };
+  const early = hub.replay(sessionId, 0);
+  const caughtUp = early.frames.length > 0 || !early.complete;
+  return hub.subscribe(subscriber, caughtUp ? { afterSeq: 0, source: deps.session } : { cursor: 0, source: deps.session });
+}
+
 /** replyError turns a reply.failed frame into the error a client sees. */
 function replyError(frame: Extract<ReplyFrame, { type: 'reply.failed' }>): AppError {
   const byCode: Record<string, Code> = { cancelled: Code.Cancelled, unavailable: Code.Unavailable, deadline_exceeded: Code.DeadlineExceeded, resource_exhausted: Code.ResourceExhausted, timeout: Code.DeadlineExceeded };
@@ -265,31 +283,39 @@ export function openaiRoutes(app: FastifyInstance, deps: GatewayDeps, hub: Socke
     const release = body.stream ? (deps.limits?.streams.acquire(ownerId) ?? (() => undefined)) : () => undefined;
     let streaming = false;
     try {
+      const waiter = new ReplyWaiter();
       let sessionId: string;
+      let sub: { close(): void };
+      let sent: { messageId: string; replyId: string };
       try {
-        // Ephemeral: the session service deletes it after OPENAI_SESSION_RETENTION_HOURS (docs/decisions/0019).
-        const res = await deps.session.createSession({ ownerId, personaId, title: `OpenAI-compatible completion (${body.model})`.slice(0, 500), history, ephemeral: true });
+        // One call: the ephemeral session (deleted after OPENAI_SESSION_RETENTION_HOURS, docs/decisions/0019),
+        // its history and the last user message with its pending reply, stored atomically (decision 0021).
+        // No idempotency key: the session is new and nothing retries this call.
+        const res = await deps.session.createSession({
+          ownerId,
+          personaId,
+          title: `OpenAI-compatible completion (${body.model})`.slice(0, 500),
+          history,
+          ephemeral: true,
+          firstMessage: { content, priority: 0 },
+        });
         sessionId = res.session!.id;
+        // Subscribed in the same tick the session id is known, so nothing published from now on passes
+        // by; what was published before (a reply faster than this answer) is caught up (subscribeReplies).
+        sub = subscribeReplies(hub, deps, sessionId, ownerId, waiter);
+        sent = { messageId: res.messageId, replyId: res.replyId };
       } catch (err) {
         throw isAppError(err) && err.code === Code.NotFound ? modelNotFound(body.model) : err;
       }
-
-      // Listen before sending, so no event of the reply can pass by; cursor 0 on a new session means
-      // any gap is filled from the durable store.
-      const waiter = new ReplyWaiter();
-      // A seq gap the store could not fill (resume_gap) is not fatal: the reply goes on.
-      const sub = hub.subscribe(
-        { session: sessionId, owner: ownerId, write: (f) => waiter.push(f), problem: (e) => (e.reason === 'resume_gap' ? undefined : waiter.fail(e)) },
-        { cursor: 0, source: deps.session },
-      );
-      let sent: { messageId: string; replyId: string };
-      try {
-        // No Idempotency-Key: the session is new and nothing retries this call, so the key would only
-        // put the send on the slower transactional path.
-        sent = await deps.session.sendMessage({ ownerId, sessionId, content, priority: 0, idempotencyKey: '' });
-      } catch (err) {
-        sub.close();
-        throw err;
+      if (!sent.replyId) {
+        // A session service that does not know first_message yet (a rolling update) only created the
+        // session: send the message as a second call; the subscription is already in place.
+        try {
+          sent = await deps.session.sendMessage({ ownerId, sessionId, content, priority: 0, idempotencyKey: '' });
+        } catch (err) {
+          sub.close();
+          throw err;
+        }
       }
       waiter.replyId = sent.replyId;
       const id = `chatcmpl-${sent.replyId}`;

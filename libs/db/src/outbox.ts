@@ -64,11 +64,19 @@ export class Outbox {
    * insertStatement is the outbox insert as SQL with named replacements (all prefixed `outbox_`),
    * for a caller that writes its row and the event in one statement (a data-modifying CTE: atomic
    * without a transaction's extra round trips); call kick() after it succeeded.
+   *
+   * Options: `from` names a relation of the statement (e.g. a CTE): the event is written once per
+   * row of it, so not at all when it is empty (a row the statement did not find). `payloadSql` is
+   * an SQL expression for the payload instead of the event's bytes (it may use that relation's
+   * columns and the caller's replacements).
    */
-  insertStatement(topic: string, event: OutgoingEvent): { sql: string; replacements: Record<string, unknown> } {
+  insertStatement(topic: string, event: OutgoingEvent, options: { from?: string; payloadSql?: string } = {}): { sql: string; replacements: Record<string, unknown> } {
+    const values = `:outbox_topic, :outbox_key, ${options.payloadSql ?? 'cast(:outbox_payload as bytea)'}, :outbox_headers`;
+    const replacements: Record<string, unknown> = { outbox_topic: topic, outbox_key: event.key, outbox_headers: JSON.stringify(event.headers ?? {}) };
+    if (!options.payloadSql) replacements.outbox_payload = Buffer.from(event.value);
     return {
-      sql: `insert into ${this.schema}.outbox (topic, key, payload, headers) values (:outbox_topic, :outbox_key, :outbox_payload, :outbox_headers)`,
-      replacements: { outbox_topic: topic, outbox_key: event.key, outbox_payload: Buffer.from(event.value), outbox_headers: JSON.stringify(event.headers ?? {}) },
+      sql: `insert into ${this.schema}.outbox (topic, key, payload, headers) ${options.from ? `select ${values} from ${options.from}` : `values (${values})`}`,
+      replacements,
     };
   }
 

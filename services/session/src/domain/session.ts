@@ -86,12 +86,16 @@ export function isUuid(id: string): boolean {
   return UUID.test(id);
 }
 
+/** PostgreSQL text cannot hold NUL: refused up front as a client error, not left to fail as an internal one. */
+export const NO_NUL = 'must not contain NUL (\\u0000) characters';
+
 /** validateSend checks a user message before it is stored. */
 export function validateSend(input: { ownerId: string; content: string; priority: number; idempotencyKey: string }): void {
   const fields: Record<string, string> = {};
   if (!input.ownerId) fields.owner_id = 'is required';
   if (!input.content.trim()) fields.content = 'must not be empty';
   else if (input.content.length > SESSION_LIMITS.content) fields.content = `must be at most ${SESSION_LIMITS.content} characters`;
+  else if (input.content.includes('\u0000')) fields.content = NO_NUL;
   if (!Number.isInteger(input.priority) || Math.abs(input.priority) > SESSION_LIMITS.priority) fields.priority = `must be a whole number from -${SESSION_LIMITS.priority} to ${SESSION_LIMITS.priority}`;
   if (input.idempotencyKey.length > SESSION_LIMITS.idempotencyKey) fields.idempotency_key = `must be at most ${SESSION_LIMITS.idempotencyKey} characters`;
   if (Object.keys(fields).length) throw AppError.invalid('the message is not valid', fields);
@@ -103,5 +107,6 @@ export function validateCreate(input: { ownerId: string; personaId: string; titl
   if (!input.ownerId) fields.owner_id = 'is required';
   if (!input.personaId) fields.persona_id = 'is required';
   if (input.title.length > SESSION_LIMITS.title) fields.title = `must be at most ${SESSION_LIMITS.title} characters`;
+  else if (input.title.includes('\u0000')) fields.title = NO_NUL;
   if (Object.keys(fields).length) throw AppError.invalid('the session is not valid', fields);
 }

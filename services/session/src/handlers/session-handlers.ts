@@ -1,7 +1,7 @@
-import { AppError, Code } from '@chat/errors';
+import { AppError, Code, isAppError } from '@chat/errors';
 import { eventsV1, sessionV1 } from '@chat/contracts';
 import type { PersonaClient } from '@chat/clients';
-import { decodeCursor, encodeCursor, isUuid, validateCreate, validateSend, type Message, type Session, type Summary } from '../domain/session.js';
+import { decodeCursor, encodeCursor, isUuid, NO_NUL, validateCreate, validateSend, type Message, type Session, type Summary } from '../domain/session.js';
 import { assertOwned, type SessionRepository } from '../adapters/postgres/session-repo.js';
 import type { ReplyEventStore } from '../adapters/postgres/reply-events.js';
 
@@ -56,8 +56,20 @@ function validateHistory(turns: sessionV1.HistoryTurn[]): Array<{ role: 'user' |
     const role = t.role === sessionV1.Role.ROLE_USER ? 'user' : t.role === sessionV1.Role.ROLE_ASSISTANT ? 'assistant' : undefined;
     if (!role) throw AppError.invalid('a history turn has no role', { [`history.${i}.role`]: 'must be user or assistant' });
     if (t.content.length > MAX_TURN_CHARS) throw AppError.invalid('a history turn is too long', { [`history.${i}.content`]: `must be at most ${MAX_TURN_CHARS} characters` });
+    if (t.content.includes('\u0000')) throw AppError.invalid('a history turn is not valid', { [`history.${i}.content`]: NO_NUL });
     return { role, content: t.content };
   });
+}
+
+/** validateFirstMessage checks a first message as SendMessage checks a message; its fields are named first_message.*. */
+function validateFirstMessage(ownerId: string, first: sessionV1.FirstMessage): void {
+  try {
+    validateSend({ ownerId, content: first.content, priority: first.priority, idempotencyKey: '' });
+  } catch (err) {
+    const fields = isAppError(err) ? (err.details as { fields?: Record<string, string> }).fields : undefined;
+    if (!fields) throw err;
+    throw AppError.invalid('the first message is not valid', Object.fromEntries(Object.entries(fields).map(([k, v]) => [k === 'owner_id' ? k : `first_message.${k}`, v])));
+  }
 }
 
 /** Most reply events one ListReplyEvents page returns. */
@@ -67,20 +79,24 @@ const MAX_REPLY_EVENTS = 1_000;
 export function sessionHandlers(repo: SessionRepository, personas: PersonaClient, replyEvents?: ReplyEventStore) {
   return {
     async createSession(req: sessionV1.CreateSessionRequest): Promise<sessionV1.CreateSessionResponse> {
+      // Everything that can be checked here first (no call for bad input), then the persona.
       validateCreate({ ownerId: req.ownerId, personaId: req.personaId, title: req.title });
-      // NOT_FOUND from the persona service covers unknown and foreign personas alike.
-      await personas.getPersona({ ownerId: req.ownerId, id: req.personaId });
       const history = validateHistory(req.history);
-      const session = await repo.createSession(req.ownerId, req.personaId, req.title.trim(), req.ephemeral);
-      if (history.length > 0) {
-        try {
-          await repo.appendTurns(session.id, history);
-        } catch (err) {
-          await repo.deleteSession(req.ownerId, session.id).catch(() => undefined);
-          throw err;
-        }
-      }
-      return { session: sessionToProto(session) };
+      const first = req.firstMessage;
+      if (first) validateFirstMessage(req.ownerId, first);
+      // NOT_FOUND from the persona service covers unknown and foreign personas alike; nothing is written then.
+      const { persona } = await personas.getPersona({ ownerId: req.ownerId, id: req.personaId });
+      // Session, history, first message, its pending reply and its event: one statement (docs/decisions/0021).
+      const opened = await repo.openSession({
+        ownerId: req.ownerId,
+        // The persona service's spelling of the id (the event carries it as stored).
+        personaId: persona?.id || req.personaId,
+        title: req.title.trim(),
+        ephemeral: req.ephemeral,
+        history,
+        first: first ? { content: first.content, priority: first.priority } : undefined,
+      });
+      return { session: sessionToProto(opened.session), messageId: opened.messageId ?? '', replyId: opened.replyId ?? '' };
     },
     async getSession(req: sessionV1.GetSessionRequest): Promise<sessionV1.GetSessionResponse> {
       requireOwner(req.ownerId);
@@ -101,6 +117,13 @@ export function sessionHandlers(repo: SessionRepository, personas: PersonaClient
     async sendMessage(req: sessionV1.SendMessageRequest): Promise<sessionV1.SendMessageResponse> {
       requireOwner(req.ownerId);
       validateSend({ ownerId: req.ownerId, content: req.content, priority: req.priority, idempotencyKey: req.idempotencyKey });
+      if (!req.idempotencyKey) {
+        // One round trip: the ownership check is part of the statement that writes (docs/decisions/0021).
+        const sent = isUuid(req.sessionId) ? await repo.sendOwned(req.ownerId, req.sessionId, req.content, req.priority) : undefined;
+        if (!sent) throw AppError.notFound('session', req.sessionId);
+        return sent;
+      }
+      // With a key: the session read, then the transaction that serialises senders of the key.
       const s = await assertOwned(repo, req.ownerId, req.sessionId, isUuid);
       const { messageId, replyId } = await repo.sendMessage(s, req.content, req.priority, req.idempotencyKey);
       return { messageId, replyId };

@@ -53,13 +53,53 @@ const toMessage = (r: MessageRow): Message => ({
   position: Number(r.pos),
 });
 
-/** SessionRepository stores sessions and messages, and writes message events to the outbox. */
 /** messageCreated is the outbox event of a new user message: the turn the scheduler answers. */
-function messageCreated(session: Session, messageId: string, replyId: string, content: string, priority: number, createdAt: Date) {
+function messageCreated(session: Pick<Session, 'id' | 'ownerId' | 'personaId'>, messageId: string, replyId: string, content: string, priority: number, createdAt: Date) {
   const event = eventsV1.MessageCreated.fromPartial({ messageId, replyId, sessionId: session.id, ownerId: session.ownerId, personaId: session.personaId, content, priority, createdAt });
   return { key: session.id, value: encodeEvent(eventsV1.MessageCreated, event), headers: traceHeaders({ 'event-type': 'message.created' }) };
 }
 
+/**
+ * messageCreatedAround builds the MessageCreated event of a session whose persona id only the
+ * database knows yet (a send that checks ownership in the same statement): the event is encoded with
+ * a random placeholder persona id and cut around it, and the statement puts the stored persona id
+ * (a uuid, so always 36 characters, like the placeholder: the encoding around it does not change)
+ * between the two halves. Undefined in the (astronomically unlikely) case that the placeholder
+ * occurs twice in the encoding, e.g. quoted in the content: the caller then reads the session first.
+ */
+function messageCreatedAround(sessionId: string, ownerId: string, messageId: string, replyId: string, content: string, priority: number, createdAt: Date) {
+  const placeholder = randomUUID();
+  const event = messageCreated({ id: sessionId, ownerId, personaId: placeholder }, messageId, replyId, content, priority, createdAt);
+  const bytes = Buffer.from(event.value);
+  const mark = Buffer.from(placeholder, 'utf8');
+  const at = bytes.indexOf(mark);
+  if (at < 0 || bytes.indexOf(mark, at + 1) >= 0) return undefined;
+  return { event, head: bytes.subarray(0, at), tail: bytes.subarray(at + mark.length) };
+}
+
+/** A message row as the one-statement inserts take them (a jsonb array, inserted in order). */
+interface MessageInsert {
+  id: string;
+  role: 'user' | 'assistant';
+  content: string;
+  status: 'completed' | 'pending';
+  reply_id: string | null;
+  reply_to: string | null;
+}
+
+/** sentRows are the rows of a sent message: the user message (completed) and its reply (pending, so GET shows it and its status moves on). */
+const sentRows = (messageId: string, replyId: string, content: string): MessageInsert[] => [
+  { id: messageId, role: 'user', content, status: 'completed', reply_id: replyId, reply_to: null },
+  { id: replyId, role: 'assistant', content: '', status: 'pending', reply_id: null, reply_to: messageId },
+];
+
+/** The insert of MessageInsert rows (`:rows`, jsonb) into the session `s`, all at `:created`; append `from s, MESSAGE_ROWS order by t.i`. */
+const MESSAGES_INSERT = `insert into session.messages (id, session_id, role, content, status, reply_id, reply_to, created_at)
+  select t.id, s.id, t.role, t.content, t.status, t.reply_id, t.reply_to, cast(:created as timestamptz)`;
+const MESSAGE_ROWS = `rows from (jsonb_to_recordset(cast(:rows as jsonb)) as (id uuid, role text, content text, status text, reply_id uuid, reply_to uuid))
+  with ordinality as t(id, role, content, status, reply_id, reply_to, i)`;
+
+/** SessionRepository stores sessions and messages, and writes message events to the outbox. */
 export class SessionRepository {
   constructor(
     private readonly sequelize: Sequelize,
@@ -68,11 +108,47 @@ export class SessionRepository {
 
   /** createSession stores a new session; an ephemeral one is deleted by the retention sweep (ephemeral-sessions.ts). */
   async createSession(ownerId: string, personaId: string, title: string, ephemeral = false): Promise<Session> {
-    const rows = await this.sequelize.query<SessionRow>(
-      'insert into session.sessions (id, owner_id, persona_id, title, ephemeral) values (:id, :owner, :persona, :title, :ephemeral) returning *',
-      { replacements: { id: randomUUID(), owner: ownerId, persona: personaId, title, ephemeral }, type: QueryTypes.SELECT },
+    return (await this.openSession({ ownerId, personaId, title, ephemeral })).session;
+  }
+
+  /**
+   * openSession stores a new session with its history turns and, when `first` is given, its first
+   * user message, the reply's pending row and the MessageCreated outbox row — all in ONE statement
+   * (a data-modifying CTE), so it commits atomically in one round trip: a failure leaves nothing
+   * (docs/decisions/0021). The messages are one multi-row insert ordered by ordinality, so their
+   * positions follow history, then the message, then its reply.
+   */
+  async openSession(input: {
+    ownerId: string;
+    personaId: string;
+    title: string;
+    ephemeral?: boolean;
+    history?: ReadonlyArray<{ role: 'user' | 'assistant'; content: string }>;
+    first?: { content: string; priority: number };
+  }): Promise<{ session: Session; messageId?: string; replyId?: string }> {
+    const id = randomUUID();
+    const createdAt = new Date();
+    const rows: MessageInsert[] = (input.history ?? []).map((t) => ({ id: randomUUID(), role: t.role, content: t.content, status: 'completed', reply_id: null, reply_to: null }));
+    let outbox: { sql: string; replacements: Record<string, unknown> } | undefined;
+    let sent: { messageId: string; replyId: string } | undefined;
+    if (input.first) {
+      sent = { messageId: randomUUID(), replyId: randomUUID() };
+      rows.push(...sentRows(sent.messageId, sent.replyId, input.first.content));
+      const session = { id, ownerId: input.ownerId, personaId: input.personaId };
+      outbox = this.outbox.insertStatement(Topics.messages, messageCreated(session, sent.messageId, sent.replyId, input.first.content, input.first.priority, createdAt));
+    }
+    const result = await this.sequelize.query<SessionRow>(
+      `with s as (
+         insert into session.sessions (id, owner_id, persona_id, title, ephemeral) values (:id, :owner, :persona, :title, :ephemeral) returning *
+       )${rows.length > 0 ? `, m as (${MESSAGES_INSERT} from s, ${MESSAGE_ROWS} order by t.i)` : ''}${outbox ? `, o as (${outbox.sql})` : ''}
+       select * from s`,
+      {
+        replacements: { id, owner: input.ownerId, persona: input.personaId, title: input.title, ephemeral: input.ephemeral ?? false, rows: JSON.stringify(rows), created: createdAt, ...outbox?.replacements },
+        type: QueryTypes.SELECT,
+      },
     );
-    return toSession(rows[0]!);
+    if (outbox) this.outbox.kick();
+    return { session: toSession(result[0]!), ...sent };
   }
 
   /** getSession returns the session when it exists and belongs to the owner. */
@@ -152,16 +228,64 @@ export class SessionRepository {
     const replyId = randomUUID();
     const createdAt = new Date();
     const outbox = this.outbox.insertStatement(Topics.messages, messageCreated(session, messageId, replyId, content, priority, createdAt));
-    await this.sequelize.query(
-      `with m as (
-         insert into session.messages (id, session_id, role, content, status, reply_id, reply_to, created_at)
-         values (:id, :session, 'user', :content, 'completed', :reply, null, :created), (:reply, :session, 'assistant', '', 'pending', null, :id, :created)
-       )
-       ${outbox.sql}`,
-      { replacements: { id: messageId, session: session.id, content, reply: replyId, created: createdAt, ...outbox.replacements } },
-    );
+    await this.sequelize.query(`with s as (select cast(:session as uuid) as id), m as (${MESSAGES_INSERT} from s, ${MESSAGE_ROWS} order by t.i) ${outbox.sql}`, {
+      replacements: { session: session.id, rows: JSON.stringify(sentRows(messageId, replyId, content)), created: createdAt, ...outbox.replacements },
+    });
     this.outbox.kick();
     return { messageId, replyId, created: true };
+  }
+
+  /**
+   * sendOwned is SendMessage without an idempotency key in ONE statement, ownership check included:
+   * the CTE `s` selects the session by id AND owner, and every insert (the user row and the pending
+   * reply row, one multi-row insert in order, and the outbox row) selects from it, so an unknown or
+   * foreign session writes nothing and answers undefined (NOT_FOUND). The event's persona id comes
+   * from the session row, inside the statement (messageCreatedAround). A session deleted meanwhile
+   * (the insert's foreign key fails) is not found either.
+   */
+  async sendOwned(ownerId: string, sessionId: string, content: string, priority: number): Promise<{ messageId: string; replyId: string } | undefined> {
+    const messageId = randomUUID();
+    const replyId = randomUUID();
+    const createdAt = new Date();
+    const around = messageCreatedAround(sessionId, ownerId, messageId, replyId, content, priority, createdAt);
+    if (!around) {
+      const session = await this.getSession(ownerId, sessionId);
+      return session ? this.sendWithoutKey(session, content, priority) : undefined;
+    }
+    // Written once per row of `s` (so not at all for an unknown or foreign session), with the
+    // stored persona id put between the halves of the encoded event.
+    const outbox = this.outbox.insertStatement(Topics.messages, around.event, {
+      from: 's',
+      payloadSql: `(cast(:outbox_head as bytea) || convert_to(s.persona_id::text, 'UTF8') || cast(:outbox_tail as bytea))`,
+    });
+    let found: number;
+    try {
+      const rows = await this.sequelize.query<{ found: number }>(
+        `with s as (select id, persona_id from session.sessions where id = :session and owner_id = :owner),
+         m as (${MESSAGES_INSERT} from s, ${MESSAGE_ROWS} order by t.i),
+         o as (${outbox.sql})
+         select count(*)::int as found from s`,
+        {
+          replacements: {
+            session: sessionId,
+            owner: ownerId,
+            rows: JSON.stringify(sentRows(messageId, replyId, content)),
+            created: createdAt,
+            ...outbox.replacements,
+            outbox_head: around.head,
+            outbox_tail: around.tail,
+          },
+          type: QueryTypes.SELECT,
+        },
+      );
+      found = Number(rows[0]?.found ?? 0);
+    } catch (err) {
+      if (isForeignKeyViolation(err)) return undefined;
+      throw err;
+    }
+    if (found === 0) return undefined;
+    this.outbox.kick();
+    return { messageId, replyId };
   }
 
   /** markStreaming moves a pending reply to streaming (on its first delta); later calls change nothing. */
@@ -396,6 +520,12 @@ export class SessionRepository {
       { replacements: { session: sessionId, turns: JSON.stringify(turns) } },
     );
   }
+}
+
+/** isForeignKeyViolation tells a PostgreSQL foreign key violation (23503) from other errors. */
+function isForeignKeyViolation(err: unknown): boolean {
+  const e = err as { parent?: { code?: unknown }; original?: { code?: unknown } } | undefined;
+  return (e?.parent?.code ?? e?.original?.code) === '23503';
 }
 
 /** assertOwned loads a session or answers NOT_FOUND (also for another owner's session). */
