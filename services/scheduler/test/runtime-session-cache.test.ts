@@ -214,6 +214,13 @@ describe('RuntimeSession caches (persona and recent history, decision 0020)', ()
     assert.equal(r.requests[3]!.systemPrompt, 'Be verbose.');
   });
 
+  it('shares personas between the sessions of a replica (a new session of a known persona reads no persona)', async () => {
+    const r = rig(new SessionStore(), { personaCacheTtlMs: 60_000 });
+    for (let i = 0; i < 5; i++) await r.turn(randomUUID(), `hello ${i}`);
+    assert.equal(r.personaReads, 1);
+    assert.equal(r.windowReads, 5, 'a new session’s window is always read (its first message may be a redelivery)');
+  });
+
   it('reads the persona again after its TTL even without an event', async () => {
     const r = rig(new SessionStore(), { personaCacheTtlMs: 30 });
     const s = randomUUID();

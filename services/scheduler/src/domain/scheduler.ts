@@ -103,6 +103,9 @@ export class ReplyGivenUp extends Error {
   }
 }
 
+/** Most personas a replica keeps (the oldest stored goes first). */
+const PERSONA_CACHE_MAX = 10_000;
+
 const FINAL = new Set([
   sessionV1.MessageStatus.MESSAGE_STATUS_COMPLETED,
   sessionV1.MessageStatus.MESSAGE_STATUS_FAILED,
@@ -185,8 +188,8 @@ interface HistoryCache {
 /**
  * RuntimeSession is the sticky execution context of one active session in this replica (the
  * replica owns it through the partition of the session's key): a FIFO of its messages, at most one
- * of them running, the session's event sequence number, and caches of its persona and recent
- * history (decision 0020). Idle ones are evicted with their caches.
+ * of them running, the session's event sequence number, and its recent history (decision 0020;
+ * its persona comes from the replica's persona cache). Idle ones are evicted with their caches.
  */
 class RuntimeSession {
   /** The last seq published for this session; undefined until read from the session service. */
@@ -194,7 +197,6 @@ class RuntimeSession {
   readonly queue: Job[] = [];
   lastActive = Date.now();
   history: HistoryCache | undefined;
-  persona: { value: personaV1.Persona; expiresAt: number } | undefined;
   constructor(readonly id: string) {}
   get running(): boolean {
     return this.queue[0]?.running ?? false;
@@ -236,6 +238,8 @@ export class Scheduler {
   private epoch = 0;
   /** Bumped by every persona change: a persona read that started before one is not cached. */
   private personaGeneration = 0;
+  /** Personas by owner and id, shared by the RuntimeSessions (decision 0020), least recently stored first. */
+  private readonly personas = new Map<string, { value: personaV1.Persona; expiresAt: number }>();
 
   constructor(
     private readonly ports: SchedulerPorts,
@@ -270,7 +274,7 @@ export class Scheduler {
   /** personaChanged drops a persona from every RuntimeSession's cache (persona upserted or deleted). */
   personaChanged(personaId: string): void {
     this.personaGeneration++;
-    for (const rs of this.sessions.values()) if (rs.persona?.value.id === personaId) rs.persona = undefined;
+    for (const [key, p] of this.personas) if (p.value.id === personaId) this.personas.delete(key);
   }
 
   /**
@@ -436,6 +440,7 @@ export class Scheduler {
     for (const [id, rs] of this.sessions) if (rs.queue.length === 0 && now - rs.lastActive > this.options.idleEvictMs) this.sessions.delete(id);
     this.limiter.sweep(now);
     for (const [k, v] of this.profileCache) if (v.expiresAt <= now) this.profileCache.delete(k);
+    for (const [k, v] of this.personas) if (v.expiresAt <= now) this.personas.delete(k);
   }
 
   /**
@@ -528,7 +533,7 @@ export class Scheduler {
         job.windowRead = this.readWindow(rs, job);
         job.windowRead.catch(() => {}); // prepare reads again if this failed
       }
-      const persona = await this.personaOf(rs, job);
+      const persona = await this.personaOf(job);
       job.persona = persona;
       const profileId = persona.apiProfileId;
       // profileKey last: a pump that runs meanwhile must not see a key without its limits.
@@ -548,12 +553,13 @@ export class Scheduler {
     }
   }
 
-  /** personaOf is the job's persona: the RuntimeSession's cached one while fresh, else read (and cached). */
-  private async personaOf(rs: RuntimeSession, job: Job): Promise<personaV1.Persona> {
+  /** personaOf is the job's persona: the replica's cached one while fresh, else read (and cached). */
+  private async personaOf(job: Job): Promise<personaV1.Persona> {
     const m = job.m;
     const ttl = this.options.personaCacheTtlMs ?? 30_000;
-    const hit = rs.persona;
-    if (hit && hit.value.id === m.personaId && hit.value.ownerId === m.ownerId && hit.expiresAt > Date.now()) {
+    const key = `${m.ownerId}/${m.personaId}`;
+    const hit = this.personas.get(key);
+    if (hit && hit.expiresAt > Date.now()) {
       this.metrics.cache.inc({ cache: 'persona', result: 'hit' });
       return hit.value;
     }
@@ -562,7 +568,11 @@ export class Scheduler {
     const { persona } = await this.ports.getPersona({ ownerId: m.ownerId, id: m.personaId });
     if (!persona) throw AppError.notFound('persona', m.personaId);
     // Not kept when a persona changed while it was read: the answer may predate the change.
-    if (ttl > 0 && generation === this.personaGeneration) rs.persona = { value: persona, expiresAt: Date.now() + ttl };
+    if (ttl > 0 && generation === this.personaGeneration) {
+      this.personas.delete(key);
+      this.personas.set(key, { value: persona, expiresAt: Date.now() + ttl });
+      while (this.personas.size > PERSONA_CACHE_MAX) this.personas.delete(this.personas.keys().next().value!);
+    }
     return persona;
   }
 
@@ -722,7 +732,7 @@ export class Scheduler {
     if (!prefetched && this.options.historyCache !== false) {
       const h = this.usableHistory(rs, job);
       if (h) {
-        const persona = job.persona ?? (await this.personaOf(rs, job));
+        const persona = job.persona ?? (await this.personaOf(job));
         // The window the session service would return: the read one, then the turns run here since.
         const prepared = this.build(job, persona, { ...h.base, session: h.base.session && { ...h.base.session, lastSeq: rs.seq ?? 0 } }, h.appended);
         if (prepared && rs.history === h && h.epoch === this.epoch) {
@@ -783,7 +793,7 @@ export class Scheduler {
       job.streamed = true;
       throw AppError.unavailable('the reply was interrupted while streaming (its first run stopped)');
     }
-    const persona = job.persona ?? (await this.personaOf(rs, job));
+    const persona = job.persona ?? (await this.personaOf(job));
     const prepared = this.build(job, persona, win, [])!;
     // A first run of a message (not a replay: later messages may exist) starts the session's cache.
     if (!job.replayOf && win.replyStatus === sessionV1.MessageStatus.MESSAGE_STATUS_PENDING && epoch === this.epoch && this.options.historyCache !== false) {
