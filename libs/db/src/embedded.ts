@@ -5,8 +5,28 @@ import type { Logger } from '@chat/logger';
 
 /** EmbeddedPostgres is a real PostgreSQL server the app runs itself, with data kept on disk. */
 export interface EmbeddedPostgres {
+  /** The URL this process connects with: over the unix-domain socket when there is one, else TCP. */
   url: string;
+  /** The same server over TCP on 127.0.0.1 (for other processes, or clients without unix sockets). */
+  tcpUrl: string;
+  /** The directory of the unix-domain socket (the data directory), when the server listens on one. */
+  socketDir?: string;
   stop(): Promise<void>;
+}
+
+/** Longest socket path the platforms take (sun_path is 104–108 bytes with its terminating NUL). */
+const MAX_SOCKET_PATH = 100;
+
+/**
+ * socketDirFor is where the server's unix-domain socket goes (the data directory, which only the
+ * server's user can enter), or undefined when that path is too long for a socket or would need
+ * quoting in unix_socket_directories (a comma-separated list).
+ */
+function socketDirFor(dataDir: string, port: number): string | undefined {
+  if (process.platform === 'win32') return undefined;
+  if (!/^[A-Za-z0-9_./-]+$/.test(dataDir)) return undefined;
+  if (Buffer.byteLength(join(dataDir, `.s.PGSQL.${port}`)) > MAX_SOCKET_PATH) return undefined;
+  return dataDir;
 }
 
 /** freePort asks the OS for a free loopback port. */
@@ -86,6 +106,9 @@ export async function startEmbeddedPostgres(options: { dataDir: string; port?: n
   await stopStalePostmaster(dataDir, options.logger);
   const port = options.port || (await freePort());
   const password = 'postgres';
+  // Queries over a unix-domain socket cost the client less CPU than over loopback TCP (no TCP
+  // stack, no Nagle/ACK work); TCP on 127.0.0.1 stays for everything else.
+  const socketDir = socketDirFor(dataDir, port);
   const pg = new EmbeddedPostgresServer({
     databaseDir: dataDir,
     user: 'postgres',
@@ -95,7 +118,7 @@ export async function startEmbeddedPostgres(options: { dataDir: string; port?: n
     // Without this, initdb picks SQL_ASCII when LANG is unset.
     initdbFlags: ['--encoding=UTF8', '--no-locale'],
     createPostgresUser: process.getuid?.() === 0,
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=200'],
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', `unix_socket_directories=${socketDir ?? ''}`, '-c', 'max_connections=200'],
     onLog: (m: string) => options.logger.debug('postgres', { line: m.trim() }),
     onError: (e: unknown) => options.logger.warn('postgres', { err: e }),
   });
@@ -112,6 +135,29 @@ export async function startEmbeddedPostgres(options: { dataDir: string; port?: n
   } finally {
     await admin.end();
   }
-  options.logger.info('embedded PostgreSQL is running', { port, dataDir });
-  return { url: `postgres://postgres:${password}@127.0.0.1:${port}/chat`, stop: () => pg.stop() };
+  const tcpUrl = `postgres://postgres:${password}@127.0.0.1:${port}/chat`;
+  let url = tcpUrl;
+  if (socketDir) {
+    // sequelize and pg take a socket directory as the `host` query parameter.
+    const socketUrl = `postgres://postgres:${password}@localhost:${port}/chat?host=${encodeURIComponent(socketDir)}`;
+    if (await answers(socketDir, port, password)) url = socketUrl;
+    else options.logger.warn('the embedded PostgreSQL does not answer on its unix-domain socket; using TCP', { socketDir });
+  }
+  options.logger.info('embedded PostgreSQL is running', { port, dataDir, socket: url !== tcpUrl });
+  return { url, tcpUrl, ...(url !== tcpUrl ? { socketDir } : {}), stop: () => pg.stop() };
+}
+
+/** answers says whether the server takes a connection on its unix-domain socket. */
+async function answers(socketDir: string, port: number, password: string): Promise<boolean> {
+  const { default: pgModule } = await import('pg');
+  const client = new pgModule.Client({ host: socketDir, port, user: 'postgres', password, database: 'chat' });
+  try {
+    await client.connect();
+    await client.query('select 1');
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
 }

@@ -76,6 +76,12 @@ export const ragConfig = defineConfig({
   RAG_DEFAULT_TEMPERATURE: z.coerce.number({ message: 'must be a number' }).min(0, 'must be 0..2').max(2, 'must be 0..2').default(0.7),
   /** How long a persona's resolved API profile (and its opened key) is cached when no event invalidates it. */
   RAG_PROFILE_CACHE_TTL_MS: env.millis().default(60_000),
+  /**
+   * How long a persona's knowledge state (owners of its sources, active embedding space) stays
+   * cached for replies when no change notification drops it (a safety net: changes on any replica
+   * drop it at once, docs/decisions/0022). 0: read it from PostgreSQL on every reply.
+   */
+  RAG_KNOWLEDGE_CACHE_TTL_MS: z.coerce.number({ message: 'must be a number' }).int('must be a whole number').min(0, 'must be 0 or more').default(30_000),
   /** Attempts per batch of an OpenAI-compatible embedding request (rate limits, 5xx, connection errors), with exponential backoff. */
   RAG_EMBED_MAX_ATTEMPTS: env.positiveInt().default(4),
   /** Timeout of one embedding request. */

@@ -16,6 +16,7 @@ import { GrpcPersonaProfileSource, keyOpener, type ResolvePersonaCall } from './
 import { ragMigrations } from './adapters/postgres/migrations.js';
 import { PgJobRepository, PgSourceRepository } from './adapters/postgres/repositories.js';
 import { PgPersonaLocks } from './adapters/postgres/persona-locks.js';
+import { PgKnowledgeListener } from './adapters/postgres/knowledge-listener.js';
 import { findLegacyLance, findLegacyMilvus, warnAboutLegacyVectors } from './adapters/legacy-vectors.js';
 import type { ConfigOf } from '@chat/config';
 import type { ragConfig } from './config.js';
@@ -31,12 +32,21 @@ import { IngestService } from './domain/ingest.js';
 import { SafeUrlLoader } from './fetch/loader.js';
 import { Retriever } from './domain/retrieval.js';
 import { personaEventHandler } from './handlers/persona-events.js';
-import { profileEventHandler } from './handlers/profile-events.js';
+import { cacheEventHandler, cacheGroupId } from './handlers/cache-events.js';
+import { KnowledgeStateCache } from './domain/knowledge-state.js';
 import { ragHandlers } from './handlers/rag-handlers.js';
 
-/** The consumer group of the RAG service on the persona topic. */
+/**
+ * The consumer group of the RAG service on the persona topic, shared by every replica: each
+ * persona event is handled once (its background ingested, its knowledge deleted). Cache
+ * invalidation, which every replica needs, comes from a per-process group (cacheGroupId).
+ */
 export const PERSONA_EVENTS_GROUP = 'rag';
-/** The consumer group of the RAG service on the profile topic (one group per subscription). */
+/**
+ * The shared group the profile topic was read with before decision 0022; no longer subscribed
+ * (profile events only invalidate caches, so every replica reads them in its own group). A
+ * cluster's old group of this name expires with the broker's offsets retention.
+ */
 export const PROFILE_EVENTS_GROUP = 'rag.profile-events';
 
 /** RagServerDeps are what the RAG service runs on. */
@@ -59,6 +69,10 @@ export interface RagServer {
   ingest: IngestService;
   /** The run-time persona → profile → endpoint resolver (and its caches). */
   profiles: ProfileResolver;
+  /** Per persona: the owners of its sources and its active embedding space, as retrieval reads them (docs/decisions/0022). */
+  knowledgeState: KnowledgeStateCache;
+  /** The per-process consumer group that invalidates this replica's caches on persona and profile events. */
+  cacheGroup: string;
   /** Knowledge management: stats, deletion, purge, re-embed jobs. */
   knowledge: KnowledgeService;
   /** The embedding spaces and the vector store behind them. */
@@ -117,9 +131,14 @@ export async function startRagServer(deps: RagServerDeps): Promise<RagServer> {
           timeoutMs: config.RAG_EMBED_TIMEOUT_MS,
         });
   const store = await openVectorStore(config, localEmbedder.dimensions, logger);
-  const jobs = new PgJobRepository(database.sequelize);
-  const sources = new PgSourceRepository(database.sequelize);
-  const spaces = new PgSpaceRepository(database.sequelize);
+  // What retrieval reads per reply is cached; this process's own writes drop the entry at once,
+  // every replica's writes through PostgreSQL's notifications (docs/decisions/0022).
+  const changed = (personaId: string) => knowledgeState.invalidate(personaId);
+  const jobs = new PgJobRepository(database.sequelize, changed);
+  const sources = new PgSourceRepository(database.sequelize, changed);
+  const spaces = new PgSpaceRepository(database.sequelize, changed);
+  const knowledgeState = new KnowledgeStateCache({ sources, spaces }, { ttlMs: config.RAG_KNOWLEDGE_CACHE_TTL_MS });
+  const listener = new PgKnowledgeListener(database.sequelize, { changed, live: (live) => knowledgeState.setLive(live) }, logger);
   const index = new KnowledgeIndex({ store, spaces, profiles: { configured: (o, p) => profiles.embedding(o, p) }, makeEmbedder, logger });
   if (llm.development) logger.warn('replies come from the built-in development model, not a real language model', { model: llm.model });
 
@@ -168,6 +187,7 @@ export async function startRagServer(deps: RagServerDeps): Promise<RagServer> {
       : new LocalOverlapReranker(),
     onError: (what, err) => logger.warn(`${what} failed; retrieval goes on without it`, { err }),
     rewriter,
+    state: knowledgeState,
     settings: {
       async forPersona(ownerId, personaId) {
         try {
@@ -201,8 +221,11 @@ export async function startRagServer(deps: RagServerDeps): Promise<RagServer> {
 
   let server: GrpcServer | undefined;
   let subscription: Subscription | undefined;
-  let profileSubscription: Subscription | undefined;
+  let cacheSubscription: Subscription | undefined;
+  const cacheGroup = cacheGroupId();
   try {
+    // Listening before serving: the cache is on only while changes are being heard.
+    await listener.start();
     await ingest.resume();
     await knowledge.resume();
     const handlers = ragHandlers({ ingest, retriever, generator, knowledge, logger });
@@ -217,30 +240,48 @@ export async function startRagServer(deps: RagServerDeps): Promise<RagServer> {
       ],
       logger,
     });
-    profileSubscription = await bus.subscribe({
-      topics: [Topics.profileEvents],
-      groupId: PROFILE_EVENTS_GROUP,
-      handler: profileEventHandler((id) => {
-        // A changed embedding model re-embeds the knowledge of the personas known to use the profile.
-        const affected = profiles.personasOf(id);
-        profiles.invalidateProfile(id);
-        for (const personaId of affected) reconcile(personaId);
-      }, logger),
+    // Every replica: its own group (a shared one gives each event to one replica), live events only,
+    // deleted at stop (docs/decisions/0019, 0022).
+    cacheSubscription = await bus.subscribe({
+      topics: [Topics.personaEvents, Topics.profileEvents],
+      groupId: cacheGroup,
+      fromBeginning: false,
+      ephemeral: true,
+      handler: cacheEventHandler(
+        {
+          persona: (id) => {
+            profiles.invalidatePersona(id);
+            knowledgeState.invalidate(id);
+          },
+          profile: (id) => {
+            // A changed embedding model re-embeds the knowledge of the personas this replica knows
+            // to use the profile (every replica checks its own; one re-embed job per persona, by its unique index).
+            const affected = profiles.personasOf(id);
+            profiles.invalidateProfile(id);
+            for (const personaId of affected) reconcile(personaId);
+          },
+        },
+        logger,
+      ),
     });
+    // Once per event across replicas: the background becomes knowledge; a deleted persona's goes.
     subscription = await bus.subscribe({
       topics: [Topics.personaEvents],
       groupId: PERSONA_EVENTS_GROUP,
       handler: personaEventHandler(ingest, logger, (id) => {
+        // This replica's cache too, before reconcile reads the profile (the per-process
+        // subscription's invalidation may come later than this).
         profiles.invalidatePersona(id);
         // The persona may name another profile (another embedding model) now.
         reconcile(id);
       }),
     });
   } catch (err) {
-    await profileSubscription?.stop().catch(() => undefined);
+    await cacheSubscription?.stop().catch(() => undefined);
     await server?.stop(1_000);
     await knowledge.stop(1_000);
     await ingest.stop(1_000);
+    await listener.stop();
     await locks.close();
     await store.close();
     throw err;
@@ -248,22 +289,25 @@ export async function startRagServer(deps: RagServerDeps): Promise<RagServer> {
 
   const grpc = server;
   const sub = subscription;
-  const profileSub = profileSubscription!;
+  const cacheSub = cacheSubscription!;
   let stopping: Promise<void> | undefined;
   return {
     address: grpc.address,
     ingest,
     profiles,
+    knowledgeState,
+    cacheGroup,
     knowledge,
     index,
-    crashed: Promise.race([sub.crashed, profileSub.crashed]),
+    crashed: Promise.race([sub.crashed, cacheSub.crashed]),
     stop: () =>
       (stopping ??= (async () => {
         await grpc.stop(Math.min(config.RAG_STOP_GRACE_MS, 10_000));
         await sub.stop().catch((err: unknown) => logger.warn('persona event consumer did not stop cleanly', { err }));
-        await profileSub.stop().catch((err: unknown) => logger.warn('profile event consumer did not stop cleanly', { err }));
+        await cacheSub.stop().catch((err: unknown) => logger.warn('cache invalidation consumer did not stop cleanly', { err }));
         await knowledge.stop(config.RAG_STOP_GRACE_MS);
         await ingest.stop(config.RAG_STOP_GRACE_MS);
+        await listener.stop();
         await locks.close();
         await store.close();
       })()),

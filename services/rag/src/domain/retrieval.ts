@@ -2,8 +2,9 @@ import { AppError } from '@chat/errors';
 import type { Reranker, SourceRepository } from './ports.js';
 import type { HistoryTurn } from './prompt.js';
 import type { QueryRewriter } from './rewrite.js';
+import { uncachedKnowledgeState, type KnowledgeState, type KnowledgeStateReader } from './knowledge-state.js';
 import type { KnowledgeIndex } from './spaces.js';
-import type { RetrievalMode, ScoredChunk } from './types.js';
+import type { EmbeddingSpace, RetrievalMode, ScoredChunk } from './types.js';
 import { requireId } from './validate.js';
 
 /** Default and largest number of chunks one retrieval returns. */
@@ -101,6 +102,8 @@ export function rrf(lists: ReadonlyArray<readonly ScoredChunk[]>, k = RRF_K): Ar
  * cosine similarity, whatever ranked the chunk.
  */
 export class Retriever {
+  private readonly state: KnowledgeStateReader;
+
   constructor(
     private readonly deps: {
       index: KnowledgeIndex;
@@ -108,10 +111,14 @@ export class Retriever {
       reranker?: Reranker;
       rewriter?: QueryRewriter;
       settings?: RetrievalSettingsSource;
+      /** The persona's owners and active space (the KnowledgeStateCache); unset: read from the repositories every time. */
+      state?: KnowledgeStateReader;
       /** Told when an optional stage (the reranker) fails and is skipped. */
       onError?: (what: string, err: unknown) => void;
     },
-  ) {}
+  ) {
+    this.state = deps.state ?? uncachedKnowledgeState({ sources: deps.sources, spaces: { active: (id) => deps.index.activeSpace(id) } });
+  }
 
   /** retrieve returns the ranked chunks (see retrieveDetailed). */
   async retrieve(input: RetrieveInput): Promise<ScoredChunk[]> {
@@ -126,18 +133,20 @@ export class Retriever {
     const empty = (mode: RetrievalMode): Retrieval => ({ chunks: [], query, mode });
     if (!query) return empty(input.mode ?? 'dense');
 
-    // Three independent reads, side by side (one round trip of waiting instead of three); their
-    // outcomes are taken in the order the checks need them, so errors are reported as before.
+    // Two independent reads, side by side: the persona's knowledge state (owners, active space;
+    // usually from the cache, docs/decisions/0022) and its retrieval settings (read only when an
+    // option is missing; cached by the ProfileResolver). Errors are taken in the order the checks need them.
     const needsPrefs = input.mode === undefined || input.rerank === undefined || input.queryRewrite === undefined;
-    const ownersRead = this.deps.sources.ownersOfPersona(personaId);
+    const stateRead = this.state.get(personaId);
     const prefsRead: Promise<RetrievalPrefs> = needsPrefs && this.deps.settings ? this.deps.settings.forPersona(ownerId, personaId) : Promise.resolve({});
-    const spaceRead = this.deps.index.activeSpace(personaId);
     prefsRead.catch(() => undefined);
-    spaceRead.catch(() => undefined);
 
     // Knowledge belongs to the persona's owner: another owner's persona looks like an unknown one.
-    const owners = await ownersRead;
-    if (owners.length > 0 && !owners.includes(ownerId)) throw AppError.notFound('persona', personaId);
+    const state: KnowledgeState = await stateRead;
+    const checkOwner = (owners: readonly string[]) => {
+      if (owners.length > 0 && !owners.includes(ownerId)) throw AppError.notFound('persona', personaId);
+    };
+    checkOwner(state.owners);
 
     // Unset options take the persona's settings (read only when one is missing).
     const prefs: RetrievalPrefs = await prefsRead;
@@ -148,21 +157,35 @@ export class Retriever {
     const topK = topKIn && topKIn > 0 ? Math.min(Math.floor(topKIn), MAX_TOP_K) : DEFAULT_TOP_K;
     const threshold = input.scoreThreshold ?? prefs.scoreThreshold;
 
-    const space = await spaceRead;
+    let space = state.space;
     if (!space) return empty(mode);
 
     if (rewrite && input.history?.length && this.deps.rewriter) {
       query = (await this.deps.rewriter.rewrite({ ownerId, personaId, query, history: input.history, signal: input.signal })).slice(0, MAX_QUERY_CHARS);
     }
 
-    const embedder = await this.deps.index.embedderOf(space, ownerId);
-    const [vector] = await embedder.embed([query]);
-    if (!vector || !vector.some((x) => x !== 0)) return { ...empty(mode), query };
-    const store = this.deps.index.store;
     const candidates = rerank || mode === 'hybrid' ? Math.max(MIN_CANDIDATES, topK * 4) : topK;
+    let found = await this.denseSearch(space, ownerId, query, candidates).catch((err: unknown) => ({ failed: err }));
+    // The space may have been switched and dropped since it was read (a re-embed on this replica
+    // while the reply was on its way, or on another whose notification has not arrived yet): a
+    // search that found nothing (or failed) there reads the state again, and searches the space the
+    // database names now if it is another one. Never an empty answer from a dropped space. An empty
+    // space so checked is not checked again until the persona's next change.
+    if (('failed' in found || (found.vector && found.dense.length === 0)) && !this.state.confirmed?.(personaId, space.id)) {
+      const fresh = await this.state.revalidate(personaId, space.id);
+      checkOwner(fresh.owners);
+      if (!fresh.space) return { ...empty(mode), query };
+      if (fresh.space.id !== space.id) {
+        space = fresh.space;
+        found = await this.denseSearch(space, ownerId, query, candidates);
+      }
+    }
+    if ('failed' in found) throw found.failed;
+    const { vector, dense } = found;
+    if (!vector) return { ...empty(mode), query };
+    const store = this.deps.index.store;
 
     let ranked: ScoredChunk[];
-    const dense = (await store.search(space, vector, candidates)).filter((h) => Number.isFinite(h.score)).map((h) => ({ ...h, scores: { dense: h.score } }));
     if (mode === 'hybrid') {
       const lexical = await store.lexicalSearch(space, query, candidates);
       const denseById = new Map(dense.map((d) => [d.id, d.score]));
@@ -197,5 +220,14 @@ export class Retriever {
       }
     }
     return { chunks: ranked.slice(0, topK), query, mode, ...(reranker ? { reranker } : {}), embeddingModel: space.model };
+  }
+
+  /** denseSearch embeds the query with the space's model and ranks the space's chunks by cosine similarity (vector undefined: the query embeds to nothing). */
+  private async denseSearch(space: EmbeddingSpace, ownerId: string, query: string, candidates: number): Promise<{ vector: number[] | undefined; dense: ScoredChunk[] }> {
+    const embedder = await this.deps.index.embedderOf(space, ownerId);
+    const [vector] = await embedder.embed([query]);
+    if (!vector || !vector.some((x) => x !== 0)) return { vector: undefined, dense: [] };
+    const hits = await this.deps.index.store.search(space, vector, candidates);
+    return { vector, dense: hits.filter((h) => Number.isFinite(h.score)).map((h) => ({ ...h, scores: { dense: h.score } })) };
   }
 }

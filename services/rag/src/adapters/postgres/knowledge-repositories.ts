@@ -62,7 +62,11 @@ function toJob(r: ReembedRow): ReembedJob {
 
 /** PgSpaceRepository keeps embedding spaces in rag.embedding_spaces (at most one active per persona, by a unique index). */
 export class PgSpaceRepository implements SpaceRepository {
-  constructor(private readonly sequelize: Sequelize) {}
+  constructor(
+    private readonly sequelize: Sequelize,
+    /** Told after every write (after commit), with the persona whose spaces changed (docs/decisions/0022). */
+    private readonly onChange?: (personaId: string) => void,
+  ) {}
 
   private select(sql: string, bind: unknown[]): Promise<SpaceRow[]> {
     return this.sequelize.query<SpaceRow>(sql, { bind, type: QueryTypes.SELECT });
@@ -85,14 +89,17 @@ export class PgSpaceRepository implements SpaceRepository {
        on conflict do nothing returning *`,
       [s.id, s.personaId, s.ownerId, s.provider, s.model, s.baseUrl, s.dimensions, s.state],
     );
+    if (row) this.onChange?.(s.personaId);
     return row ? toSpace(row) : undefined;
   }
 
   async activate(spaceId: string): Promise<EmbeddingSpace | undefined> {
-    return this.sequelize.transaction(async (transaction) => {
+    let personaId: string | undefined;
+    const retired = await this.sequelize.transaction(async (transaction) => {
       const [target] = await this.sequelize.query<SpaceRow>(`select * from rag.embedding_spaces where id = $1 for update`, { bind: [spaceId], type: QueryTypes.SELECT, transaction });
       if (!target) throw new Error(`embedding space ${spaceId} does not exist`);
       if (target.state === 'active') return undefined;
+      personaId = target.persona_id;
       const retired = await this.sequelize.query<SpaceRow>(
         `update rag.embedding_spaces set state = 'retired' where persona_id = $1 and state = 'active' returning *`,
         { bind: [target.persona_id], type: QueryTypes.SELECT, transaction },
@@ -100,14 +107,18 @@ export class PgSpaceRepository implements SpaceRepository {
       await this.sequelize.query(`update rag.embedding_spaces set state = 'active', activated_at = now() where id = $1`, { bind: [spaceId], transaction });
       return retired[0] ? toSpace(retired[0]) : undefined;
     });
+    if (personaId) this.onChange?.(personaId);
+    return retired;
   }
 
   async delete(spaceId: string): Promise<void> {
-    await this.sequelize.query('delete from rag.embedding_spaces where id = $1', { bind: [spaceId] });
+    const rows = await this.select('delete from rag.embedding_spaces where id = $1 returning *', [spaceId]);
+    for (const r of rows) this.onChange?.(r.persona_id);
   }
 
   async deleteByPersona(personaId: string): Promise<void> {
     await this.sequelize.query('delete from rag.embedding_spaces where persona_id = $1', { bind: [personaId] });
+    this.onChange?.(personaId);
   }
 }
 

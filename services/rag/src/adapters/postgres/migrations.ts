@@ -95,4 +95,30 @@ export const ragMigrations: Migration[] = [
       create index ingest_jobs_runnable_idx on rag.ingest_jobs (seq) where status in ('queued', 'running');
     `,
   },
+  {
+    // Every change of a persona's sources or embedding spaces notifies the channel rag_knowledge
+    // with the persona id, at commit (NOTIFY is transactional; one notification per persona and
+    // transaction). Every rag replica LISTENs and drops its cached knowledge state of that persona
+    // (KnowledgeStateCache, PgKnowledgeListener; docs/decisions/0022).
+    id: '0300_knowledge_change_notifications',
+    up: `
+      create or replace function rag.notify_knowledge_changed() returns trigger language plpgsql as $fn$
+      begin
+        if tg_op = 'DELETE' then
+          perform pg_notify('rag_knowledge', old.persona_id);
+        else
+          perform pg_notify('rag_knowledge', new.persona_id);
+          if tg_op = 'UPDATE' and old.persona_id is distinct from new.persona_id then
+            perform pg_notify('rag_knowledge', old.persona_id);
+          end if;
+        end if;
+        return null;
+      end
+      $fn$;
+      create trigger sources_knowledge_changed after insert or update or delete on rag.sources
+        for each row execute function rag.notify_knowledge_changed();
+      create trigger embedding_spaces_knowledge_changed after insert or update or delete on rag.embedding_spaces
+        for each row execute function rag.notify_knowledge_changed();
+    `,
+  },
 ];

@@ -94,7 +94,11 @@ async function insertSource(sequelize: Sequelize, s: KnowledgeSource, transactio
  * longer change the job.
  */
 export class PgJobRepository implements JobRepository {
-  constructor(private readonly sequelize: Sequelize) {}
+  constructor(
+    private readonly sequelize: Sequelize,
+    /** Told (after commit) when a completed job recorded its source: the persona's knowledge state changed (docs/decisions/0022). */
+    private readonly onChange?: (personaId: string) => void,
+  ) {}
 
   private select(sql: string, bind: unknown[], transaction?: Transaction): Promise<JobRow[]> {
     return this.sequelize.query<JobRow>(sql, { bind, type: QueryTypes.SELECT, transaction });
@@ -161,7 +165,7 @@ export class PgJobRepository implements JobRepository {
   }
 
   async complete(id: string, workerId: string, source: KnowledgeSource): Promise<boolean> {
-    return this.sequelize.transaction(async (t) => {
+    const done = await this.sequelize.transaction(async (t) => {
       const rows = await this.select(
         `update rag.ingest_jobs set status = 'succeeded', stage = 'done', source_id = $3, chunks_done = $4, chunks_total = $4,
            error = '', locked_by = null, lease_until = null, updated_at = now()
@@ -173,6 +177,8 @@ export class PgJobRepository implements JobRepository {
       await insertSource(this.sequelize, source, t);
       return true;
     });
+    if (done) this.onChange?.(source.personaId);
+    return done;
   }
 
   async fail(id: string, workerId: string, error: string): Promise<void> {
@@ -211,7 +217,11 @@ export class PgJobRepository implements JobRepository {
 
 /** PgSourceRepository keeps knowledge sources in rag.sources. */
 export class PgSourceRepository implements SourceRepository {
-  constructor(private readonly sequelize: Sequelize) {}
+  constructor(
+    private readonly sequelize: Sequelize,
+    /** Told after every write, with the persona whose sources changed (docs/decisions/0022). */
+    private readonly onChange?: (personaId: string) => void,
+  ) {}
 
   async listByPersona(personaId: string, kind?: SourceKind): Promise<KnowledgeSource[]> {
     const rows = kind
@@ -225,15 +235,18 @@ export class PgSourceRepository implements SourceRepository {
 
   async save(s: KnowledgeSource): Promise<void> {
     await insertSource(this.sequelize, s);
+    this.onChange?.(s.personaId);
   }
 
   async delete(ids: readonly string[]): Promise<void> {
     if (ids.length === 0) return;
-    await this.sequelize.query('delete from rag.sources where id = any($1::uuid[])', { bind: [ids] });
+    const rows = await this.sequelize.query<{ persona_id: string }>('delete from rag.sources where id = any($1::uuid[]) returning persona_id', { bind: [ids], type: QueryTypes.SELECT });
+    for (const personaId of new Set(rows.map((r) => r.persona_id))) this.onChange?.(personaId);
   }
 
   async deleteByPersona(personaId: string): Promise<void> {
     await this.sequelize.query('delete from rag.sources where persona_id = $1', { bind: [personaId] });
+    this.onChange?.(personaId);
   }
 
   async ownersOfPersona(personaId: string): Promise<string[]> {
