@@ -39,7 +39,8 @@ export interface SubscribeOptions {
   /**
    * Where a group that has never committed starts: true (the default) reads everything still in the
    * log, so events published before a service's first start are not lost; false (live views such as
-   * a gateway's socket fan-out) starts at the end.
+   * a gateway's socket fan-out) starts at the end as of subscribe(): every event published after it
+   * resolved is delivered.
    */
   fromBeginning?: boolean;
   /**

@@ -185,6 +185,26 @@ export class KafkaBus implements EventBus {
     await this.publish(target, [event]);
   }
 
+  /**
+   * startAtEnd commits the current end of each topic for a group that has committed nothing there
+   * yet, so a live consumer (`fromBeginning: false`) starts exactly there and gets every event
+   * published after subscribe() resolved. Left to kafkajs, a new group looks the end up only at its
+   * first fetch, after the join: an event published in between was never delivered to it.
+   */
+  private async startAtEnd(groupId: string, topics: string[]): Promise<void> {
+    const admin = this.kafka.admin();
+    await admin.connect();
+    try {
+      for (const committed of await admin.fetchOffsets({ groupId, topics })) {
+        if (committed.partitions.some((p) => p.offset !== '-1')) continue;
+        const end = await admin.fetchTopicOffsets(committed.topic);
+        await admin.setOffsets({ groupId, topic: committed.topic, partitions: end.map((p) => ({ partition: p.partition, offset: p.offset })) });
+      }
+    } finally {
+      await admin.disconnect();
+    }
+  }
+
   private async ensureDeadLetterTopic(topic: string): Promise<void> {
     const admin = this.kafka.admin();
     await admin.connect();
@@ -238,6 +258,7 @@ export class KafkaBus implements EventBus {
         resolve();
       }),
     );
+    if (options.fromBeginning === false) await this.startAtEnd(this.physical(options.groupId), options.topics.map((t) => this.physical(t)));
     await consumer.connect();
     for (const topic of options.topics) await consumer.subscribe({ topic: this.physical(topic), fromBeginning: options.fromBeginning ?? true });
     let stopping = false;

@@ -63,6 +63,28 @@ describe('KafkaBus ephemeral subscriptions', function () {
     }
   });
 
+  it('a live subscription (fromBeginning: false) gets every event published once subscribe() resolved, and none from before', async () => {
+    const bus = new KafkaBus({ brokers: brokers!, clientId: 'ephemeral-test', namespace });
+    const liveTopic = 'test.ephemeral.live';
+    try {
+      await bus.ensureTopics([{ name: liveTopic, partitions: 3 }]);
+      await bus.publish(liveTopic, [{ key: 'a', value: Buffer.from('old') }]);
+      // Several fresh groups: an event published right after subscribe() resolved used to be lost
+      // now and then (the group looked the end of the topic up only at its first fetch).
+      for (let i = 0; i < 3; i++) {
+        const got: string[] = [];
+        const sub = await bus.subscribe({ topics: [liveTopic], groupId: `live-start-${i}`, fromBeginning: false, ephemeral: true, handler: async (r) => void got.push(Buffer.from(r.value).toString()) });
+        await bus.publish(liveTopic, ['a', 'b', 'c'].map((key) => ({ key, value: Buffer.from(`new-${i}-${key}`) })));
+        await eventually(`the three events of round ${i}`, () => got.length >= 3);
+        assert.deepEqual(got.sort(), [`new-${i}-a`, `new-${i}-b`, `new-${i}-c`]);
+        await sub.stop();
+      }
+    } finally {
+      await bus.close();
+      await admin.deleteTopics({ topics: [`${namespace}.${liveTopic}`] }).catch(() => undefined);
+    }
+  });
+
   it('the in-process bus accepts the flag (no groups to delete)', async () => {
     const bus = new InProcessBus();
     const got: EventRecord[] = [];
