@@ -5,7 +5,8 @@ import { decodeCursor, encodeCursor, isUuid, NO_NUL, validateCreate, validateSen
 import { assertOwned, type SessionRepository } from '../adapters/postgres/session-repo.js';
 import type { ReplyEventStore } from '../adapters/postgres/reply-events.js';
 
-const STATUS = {
+/** STATUS maps stored message statuses to the protocol's (exported for tests). */
+export const STATUS = {
   pending: sessionV1.MessageStatus.MESSAGE_STATUS_PENDING,
   streaming: sessionV1.MessageStatus.MESSAGE_STATUS_STREAMING,
   completed: sessionV1.MessageStatus.MESSAGE_STATUS_COMPLETED,
@@ -13,11 +14,11 @@ const STATUS = {
   cancelled: sessionV1.MessageStatus.MESSAGE_STATUS_CANCELLED,
 } as const;
 
-function sessionToProto(s: Session): sessionV1.Session {
+export function sessionToProto(s: Session): sessionV1.Session {
   return sessionV1.Session.fromPartial({ id: s.id, ownerId: s.ownerId, personaId: s.personaId, title: s.title, createdAt: s.createdAt, lastSeq: s.lastSeq });
 }
 
-function messageToProto(m: Message): sessionV1.Message {
+export function messageToProto(m: Message): sessionV1.Message {
   return sessionV1.Message.fromPartial({
     id: m.id,
     sessionId: m.sessionId,
@@ -34,7 +35,7 @@ function messageToProto(m: Message): sessionV1.Message {
   });
 }
 
-function summaryToProto(s: Summary): sessionV1.Summary {
+export function summaryToProto(s: Summary): sessionV1.Summary {
   return sessionV1.Summary.fromPartial({ text: s.text, coveredUntil: s.coveredUntil, version: s.version, updatedAt: s.updatedAt });
 }
 
@@ -144,46 +145,64 @@ export function sessionHandlers(repo: SessionRepository, personas: PersonaClient
     },
     async getConversationWindow(req: sessionV1.GetConversationWindowRequest): Promise<sessionV1.GetConversationWindowResponse> {
       requireOwner(req.ownerId);
-      const s = await assertOwned(repo, req.ownerId, req.sessionId, isUuid);
-      if (req.maxMessages > MAX_WINDOW_MESSAGES) throw AppError.invalid('max_messages is too large', { max_messages: `must be at most ${MAX_WINDOW_MESSAGES}` });
-      let before: number | undefined;
-      if (req.beforeMessageId) {
-        before = isUuid(req.beforeMessageId) ? await repo.positionOf(s.id, req.beforeMessageId) : undefined;
-        if (before === undefined) throw AppError.invalid('before_message_id is not a message of this session', { before_message_id: 'must be a message id of this session' });
+      if (!isUuid(req.sessionId)) throw AppError.notFound('session', req.sessionId);
+      if (req.maxMessages > MAX_WINDOW_MESSAGES) {
+        // A client error, checked before the window is read; an unknown or foreign session still
+        // answers NOT_FOUND first, as it always did (one ownership read on this error path only).
+        await assertOwned(repo, req.ownerId, req.sessionId, isUuid);
+        throw AppError.invalid('max_messages is too large', { max_messages: `must be at most ${MAX_WINDOW_MESSAGES}` });
       }
-      // The reply's status is independent of the window: read side by side (one round trip less on the way to the model).
-      const [window, replyStatus] = await Promise.all([
-        repo.conversationWindow(s.id, req.maxMessages || 50, before),
-        req.replyId && isUuid(req.replyId) ? repo.messageStatus(s.id, req.replyId) : Promise.resolve(undefined),
-      ]);
+      // Ownership, the before position, the summary, the window, the older count and the reply's
+      // status in one statement: one round trip on the way to the model.
+      const w = await repo.ownedConversationWindow({
+        ownerId: req.ownerId,
+        sessionId: req.sessionId,
+        max: req.maxMessages || 50,
+        beforeMessageId: req.beforeMessageId || undefined,
+        replyId: req.replyId || undefined,
+      });
+      if (!w) throw AppError.notFound('session', req.sessionId);
+      if (!w.beforeFound) throw AppError.invalid('before_message_id is not a message of this session', { before_message_id: 'must be a message id of this session' });
       return {
-        session: sessionToProto(s),
-        summary: summaryToProto(window.summary),
-        messages: window.messages.map(messageToProto),
-        olderUncovered: window.olderUncovered,
-        replyStatus: replyStatus ? STATUS[replyStatus] : sessionV1.MessageStatus.MESSAGE_STATUS_UNSPECIFIED,
+        session: sessionToProto(w.session),
+        summary: summaryToProto(w.summary),
+        messages: w.messages.map(messageToProto),
+        olderUncovered: w.olderUncovered,
+        replyStatus: w.replyStatus ? STATUS[w.replyStatus] : sessionV1.MessageStatus.MESSAGE_STATUS_UNSPECIFIED,
       };
     },
     async listMessagesAfter(req: sessionV1.ListMessagesAfterRequest): Promise<sessionV1.ListMessagesAfterResponse> {
       requireOwner(req.ownerId);
-      const s = await assertOwned(repo, req.ownerId, req.sessionId, isUuid);
-      if (req.limit > MAX_WINDOW_MESSAGES) throw AppError.invalid('limit is too large', { limit: `must be at most ${MAX_WINDOW_MESSAGES}` });
-      const page = await repo.listMessagesAfter(s.id, Number(req.afterPosition), Number(req.beforePosition), req.limit || 100);
+      if (!isUuid(req.sessionId)) throw AppError.notFound('session', req.sessionId);
+      if (req.limit > MAX_WINDOW_MESSAGES) {
+        // NOT_FOUND first for an unknown or foreign session, as always (an ownership read on this error path only).
+        await assertOwned(repo, req.ownerId, req.sessionId, isUuid);
+        throw AppError.invalid('limit is too large', { limit: `must be at most ${MAX_WINDOW_MESSAGES}` });
+      }
+      // The ownership check and the page in one statement.
+      const page = await repo.listOwnedMessagesAfter(req.ownerId, req.sessionId, Number(req.afterPosition), Number(req.beforePosition), req.limit || 100);
+      if (!page) throw AppError.notFound('session', req.sessionId);
       return { messages: page.messages.map(messageToProto), hasMore: page.hasMore };
     },
     async updateSummary(req: sessionV1.UpdateSummaryRequest): Promise<sessionV1.UpdateSummaryResponse> {
       requireOwner(req.ownerId);
-      const s = await assertOwned(repo, req.ownerId, req.sessionId, isUuid);
+      if (!isUuid(req.sessionId)) throw AppError.notFound('session', req.sessionId);
       const fields: Record<string, string> = {};
       if (!req.text.trim()) fields.text = 'must not be empty';
       else if (req.text.length > 200_000) fields.text = 'must be at most 200000 characters';
       if (Number(req.coveredUntil) <= 0) fields.covered_until = 'must be a message position';
-      if (Object.keys(fields).length) throw AppError.invalid('the summary is not valid', fields);
-      const stored = await repo.updateSummary(s.id, req.text, Number(req.coveredUntil), Number(req.expectedVersion));
-      if (!stored) {
+      if (Object.keys(fields).length) {
+        // NOT_FOUND first for an unknown or foreign session, as always (an ownership read on this error path only).
+        await assertOwned(repo, req.ownerId, req.sessionId, isUuid);
+        throw AppError.invalid('the summary is not valid', fields);
+      }
+      // The ownership check and the write in one statement.
+      const stored = await repo.updateOwnedSummary(req.ownerId, req.sessionId, req.text, Number(req.coveredUntil), Number(req.expectedVersion));
+      if (!stored.owned) throw AppError.notFound('session', req.sessionId);
+      if (!stored.summary) {
         throw new AppError(Code.Aborted, 'the summary changed meanwhile; read it again', { reason: 'version_conflict', details: { expected_version: Number(req.expectedVersion) } });
       }
-      return { summary: summaryToProto(stored) };
+      return { summary: summaryToProto(stored.summary) };
     },
     async listReplyEvents(req: sessionV1.ListReplyEventsRequest): Promise<sessionV1.ListReplyEventsResponse> {
       requireOwner(req.ownerId);

@@ -3,7 +3,7 @@ import { QueryTypes, type Outbox, type Sequelize } from '@chat/db';
 import { eventsV1 } from '@chat/contracts';
 import { AppError } from '@chat/errors';
 import { encodeEvent, traceHeaders, Topics } from '@chat/events';
-import type { Citation, Message, MessageStatus, PageCursor, Session, Summary } from '../../domain/session.js';
+import { isUuid, type Citation, type Message, type MessageStatus, type PageCursor, type Session, type Summary } from '../../domain/session.js';
 
 interface SessionRow {
   id: string;
@@ -98,6 +98,85 @@ const MESSAGES_INSERT = `insert into session.messages (id, session_id, role, con
   select t.id, s.id, t.role, t.content, t.status, t.reply_id, t.reply_to, cast(:created as timestamptz)`;
 const MESSAGE_ROWS = `rows from (jsonb_to_recordset(cast(:rows as jsonb)) as (id uuid, role text, content text, status text, reply_id uuid, reply_to uuid))
   with ordinality as t(id, role, content, status, reply_id, reply_to, i)`;
+
+/** OwnedWindow is a conversation window read together with its ownership check (ownedConversationWindow). */
+export interface OwnedWindow {
+  session: Session;
+  summary: Summary;
+  /** Oldest first. */
+  messages: Message[];
+  /** Uncovered messages older than the window (0 unless the window is full). */
+  olderUncovered: number;
+  /** False when a beforeMessageId was given that is not a message of the session. */
+  beforeFound: boolean;
+  /** The reply's status; undefined when not asked, malformed or not a message of the session. */
+  replyStatus: MessageStatus | undefined;
+}
+
+/** A row of WINDOW_STATEMENT: the session, summary and asked-for parts, then one message (or none). */
+type WindowRow = MessageRow & {
+  s_id: string;
+  s_owner_id: string;
+  s_persona_id: string;
+  s_title: string;
+  s_last_seq: number;
+  s_created_at: Date;
+  sm_summary: string | null;
+  sm_covered: number | null;
+  sm_version: number | null;
+  sm_updated: Date | null;
+  before_pos: number | null;
+  reply_status: MessageStatus | null;
+  older_uncovered: number;
+};
+
+/** A pg connection of sequelize's pool, as used for a named prepared statement. */
+interface PreparedConnection {
+  query<R>(config: { name: string; text: string; values: unknown[] }): Promise<{ rows: R[] }>;
+}
+
+/** Error codes after which a pool connection is dropped: reset, prepared statement missing (26000) or already there (42P05), cached plan no longer fits (0A000). */
+const PREPARED_GONE = new Set(['ECONNRESET', '26000', '42P05', '0A000']);
+
+/**
+ * WINDOW_STATEMENT is GetConversationWindow's one statement (docs/decisions/0023), parameters
+ * $1 session id, $2 owner id, $3 before_message_id (null: none, or malformed), $4 whether a
+ * before_message_id was given, $5 reply id (null: not asked), $6 max messages. It answers no row
+ * for an unknown or foreign session, else one row per window message, newest first (or one row
+ * without a message), each with the session, the summary's columns (its text only on the first
+ * row: it can be long, and travels once), the before position (null when asked for and not a
+ * message of the session: the window is then empty), the reply's status and the older count.
+ *
+ * Every part is a lateral of the ownership row, so a foreign session reads no message. The window
+ * is `limit $6` on (session_id, pos), between the summary's covered_until and the before position;
+ * the before position and the reply are primary-key reads. olderUncovered is the count of the same
+ * range minus the window (never negative): an index-only count, bounded by the window size plus the
+ * older uncovered messages — as the former "count when the window is full" query was, and equal to
+ * it (a window that is not full holds the whole range, so both are 0). Its cost is bounded by `max`,
+ * not by the length of the session (beyond that count). The message columns are listed, not `*`:
+ * a column added to session.messages later does not change the prepared statement's result type.
+ * The name carries a version: change the text, change the name.
+ */
+const WINDOW_STATEMENT = {
+  name: 'session_conversation_window_v1',
+  text: `select s.id as s_id, s.owner_id as s_owner_id, s.persona_id as s_persona_id, s.title as s_title, s.last_seq as s_last_seq, s.created_at as s_created_at,
+    case when row_number() over (order by m.pos desc nulls last) = 1 then sm.summary end as sm_summary,
+    sm.covered_until as sm_covered, sm.version as sm_version, sm.updated_at as sm_updated,
+    b.pos as before_pos, r.status as reply_status, greatest(c.n - $6, 0)::int as older_uncovered,
+    m.id, m.session_id, m.role, m.content, m.status, m.reply_id, m.reply_to, m.citations, m.model, m.error, m.created_at, m.pos
+  from session.sessions s
+  left join session.summaries sm on sm.session_id = s.id
+  left join lateral (select pos from session.messages where id = $3 and session_id = s.id) b on true
+  left join lateral (select status from session.messages where id = $5 and session_id = s.id) r on true
+  cross join lateral (select coalesce(sm.covered_until, 0) as lower, case when $4::boolean then coalesce(b.pos, 0) else 9223372036854775807 end as upper) w
+  left join lateral (select count(*) as n from session.messages where session_id = s.id and pos > w.lower and pos < w.upper) c on true
+  left join lateral (
+    select id, session_id, role, content, status, reply_id, reply_to, citations, model, error, created_at, pos from session.messages
+    where session_id = s.id and pos > w.lower and pos < w.upper order by pos desc limit $6
+  ) m on true
+  where s.id = $1 and s.owner_id = $2
+  order by m.pos desc nulls last`,
+};
 
 /** SessionRepository stores sessions and messages, and writes message events to the outbox. */
 export class SessionRepository {
@@ -422,68 +501,82 @@ export class SessionRepository {
     return toSummary(rows[0]);
   }
 
-  /** positionOf is a message's position in the session, or undefined. */
-  async positionOf(sessionId: string, id: string): Promise<number | undefined> {
-    const rows = await this.sequelize.query<{ pos: number }>('select pos from session.messages where id = :id and session_id = :session', {
-      replacements: { id, session: sessionId },
-      type: QueryTypes.SELECT,
-    });
-    return rows[0] ? Number(rows[0].pos) : undefined;
+  /**
+   * ownedConversationWindow is GetConversationWindow in ONE statement (one round trip, one
+   * snapshot): the session by id AND owner, the position of `beforeMessageId`, the summary, the
+   * newest `max` messages after the summary (and before that position when asked), oldest first,
+   * the status of `replyId`, and how many uncovered messages are older than the window. Undefined
+   * when the session is unknown or another owner's. `beforeFound` is false when a
+   * `beforeMessageId` was given that is not a message of the session (also when it is malformed: it
+   * is never sent to the database then); a malformed `replyId` is not looked up (status undefined).
+   * It runs as a named prepared statement (WINDOW_STATEMENT, docs/decisions/0023).
+   */
+  async ownedConversationWindow(q: { ownerId: string; sessionId: string; max: number; beforeMessageId?: string; replyId?: string }): Promise<OwnedWindow | undefined> {
+    const withBefore = Boolean(q.beforeMessageId);
+    const values = [
+      q.sessionId,
+      q.ownerId,
+      // A malformed id is asked for (the upper bound becomes 0: no window) but matches nothing.
+      withBefore && isUuid(q.beforeMessageId!) ? q.beforeMessageId! : null,
+      withBefore,
+      q.replyId && isUuid(q.replyId) ? q.replyId : null,
+      q.max,
+    ];
+    // On a connection of the pool (as sequelize.query would take it, with sequelize's type parsers),
+    // so that the statement is parsed and planned once per connection instead of on every call.
+    const manager = this.sequelize.connectionManager;
+    let rows: WindowRow[] | undefined;
+    for (let attempt = 1; !rows; attempt++) {
+      const conn = (await manager.getConnection({ type: 'read' })) as unknown as PreparedConnection;
+      try {
+        rows = (await conn.query<WindowRow>({ ...WINDOW_STATEMENT, values })).rows;
+      } catch (err) {
+        // A broken connection, or one whose prepared statement is gone or no longer fits (a pooler
+        // in transaction mode, DISCARD ALL, a changed column type), leaves the pool (as sequelize
+        // marks a broken one), and the read is made once more on another connection, which
+        // prepares the statement again (a read: safe to repeat).
+        if (!PREPARED_GONE.has(String((err as { code?: unknown }).code))) throw err;
+        (conn as { _invalid?: boolean })._invalid = true;
+        if (attempt >= 2) throw err;
+      } finally {
+        await manager.releaseConnection(conn as never);
+      }
+    }
+    const head = rows[0];
+    if (!head) return undefined;
+    const session = toSession({ id: head.s_id, owner_id: head.s_owner_id, persona_id: head.s_persona_id, title: head.s_title, last_seq: head.s_last_seq, created_at: head.s_created_at });
+    const summary = toSummary(
+      head.sm_covered !== null ? { summary: head.sm_summary ?? '', covered_until: head.sm_covered, version: head.sm_version ?? 0, updated_at: head.sm_updated! } : undefined,
+    );
+    return {
+      session,
+      summary,
+      messages: rows.filter((r) => r.id !== null).reverse().map(toMessage),
+      olderUncovered: Number(head.older_uncovered),
+      beforeFound: !withBefore || head.before_pos !== null,
+      replyStatus: head.reply_status ?? undefined,
+    };
   }
 
   /**
-   * conversationWindow returns the summary and the newest `max` messages after it (before the
-   * position `before` when given), oldest first, and how many uncovered messages are older. Its
-   * cost is bounded by `max`, not by the length of the session.
+   * listOwnedMessagesAfter returns the session's messages with after < position < before (no bound
+   * when before is 0), oldest first, with the ownership check in the same statement (one round
+   * trip): undefined when the session is unknown or another owner's (no message is read then).
    */
-  async conversationWindow(sessionId: string, max: number, before?: number): Promise<{ summary: Summary; messages: Message[]; olderUncovered: number }> {
-    // The summary and the turns after it in one statement (one round trip, one snapshot): one row
-    // per message with the summary's columns beside it, or one row without a message.
-    const joined = await this.sequelize.query<MessageRow & { sm_summary: string | null; sm_covered: number | null; sm_version: number | null; sm_updated: Date | null }>(
-      `with sm as (select summary, covered_until, version, updated_at from session.summaries where session_id = :session),
-       msgs as (
-         select * from session.messages
-         where session_id = :session and pos > coalesce((select covered_until from sm), 0) ${before ? 'and pos < :before' : ''}
-         order by pos desc limit :limit
-       )
-       select m.*, sm.summary as sm_summary, sm.covered_until as sm_covered, sm.version as sm_version, sm.updated_at as sm_updated
-       from (select 1) as one left join sm on true left join msgs m on true
-       order by m.pos desc nulls last`,
-      { replacements: { session: sessionId, before: before ?? null, limit: max }, type: QueryTypes.SELECT },
+  async listOwnedMessagesAfter(ownerId: string, sessionId: string, after: number, before: number, limit: number): Promise<{ messages: Message[]; hasMore: boolean } | undefined> {
+    const rows = await this.sequelize.query<MessageRow & { s_id: string }>(
+      `select s.id as s_id, m.id, m.session_id, m.role, m.content, m.status, m.reply_id, m.reply_to, m.citations, m.model, m.error, m.created_at, m.pos
+       from session.sessions s
+       left join lateral (
+         select * from session.messages where session_id = s.id and pos > :after ${before > 0 ? 'and pos < :before' : ''} order by pos asc limit :limit
+       ) m on true
+       where s.id = :session and s.owner_id = :owner
+       order by m.pos asc`,
+      { replacements: { session: sessionId, owner: ownerId, after, before, limit: limit + 1 }, type: QueryTypes.SELECT },
     );
-    const head = joined[0];
-    const summary = toSummary(
-      head && head.sm_covered !== null ? { summary: head.sm_summary ?? '', covered_until: head.sm_covered, version: head.sm_version ?? 0, updated_at: head.sm_updated! } : undefined,
-    );
-    const rows = joined.filter((r) => r.id !== null);
-    let olderUncovered = 0;
-    if (rows.length === max && rows.length > 0) {
-      const count = await this.sequelize.query<{ n: number }>('select count(*)::int as n from session.messages where session_id = :session and pos > :covered and pos < :oldest', {
-        replacements: { session: sessionId, covered: summary.coveredUntil, oldest: rows[rows.length - 1]!.pos },
-        type: QueryTypes.SELECT,
-      });
-      olderUncovered = Number(count[0]?.n ?? 0);
-    }
-    return { summary, messages: rows.reverse().map(toMessage), olderUncovered };
-  }
-
-  /** messageStatus is the status of a message of the session, or undefined. */
-  async messageStatus(sessionId: string, id: string): Promise<MessageStatus | undefined> {
-    const rows = await this.sequelize.query<{ status: MessageStatus }>('select status from session.messages where id = :id and session_id = :session', {
-      replacements: { id, session: sessionId },
-      type: QueryTypes.SELECT,
-    });
-    return rows[0]?.status;
-  }
-
-  /** listMessagesAfter returns messages with after < position < before (no bound when before is 0), oldest first. */
-  async listMessagesAfter(sessionId: string, after: number, before: number, limit: number): Promise<{ messages: Message[]; hasMore: boolean }> {
-    const rows = await this.sequelize.query<MessageRow>(
-      `select * from session.messages where session_id = :session and pos > :after ${before > 0 ? 'and pos < :before' : ''}
-       order by pos asc limit :limit`,
-      { replacements: { session: sessionId, after, before, limit: limit + 1 }, type: QueryTypes.SELECT },
-    );
-    return { messages: rows.slice(0, limit).map(toMessage), hasMore: rows.length > limit };
+    if (rows.length === 0) return undefined;
+    const found = rows.filter((r) => r.id !== null);
+    return { messages: found.slice(0, limit).map(toMessage), hasMore: found.length > limit };
   }
 
   /**
@@ -506,6 +599,30 @@ export class SessionRepository {
             { replacements, type: QueryTypes.SELECT },
           );
     return rows[0] ? toSummary(rows[0]) : undefined;
+  }
+
+  /**
+   * updateOwnedSummary is updateSummary with the ownership check in the same statement (one round
+   * trip): `owned` is false when the session is unknown or another owner's (nothing is written);
+   * `summary` is undefined when the version or covered_until check failed (nothing is written).
+   */
+  async updateOwnedSummary(ownerId: string, sessionId: string, text: string, coveredUntil: number, expectedVersion: number): Promise<{ owned: boolean; summary?: Summary }> {
+    const write =
+      expectedVersion === 0
+        ? `insert into session.summaries (session_id, summary, covered_until, version)
+           select s.id, :text, :covered, 1 from s
+           on conflict (session_id) do nothing returning *`
+        : `update session.summaries set summary = :text, covered_until = :covered, version = version + 1, updated_at = now()
+           where session_id in (select id from s) and version = :expected and covered_until <= :covered returning *`;
+    const rows = await this.sequelize.query<SummaryRow & { owned: number; session_id: string | null }>(
+      `with s as (select id from session.sessions where id = :session and owner_id = :owner),
+       w as (${write})
+       select (select count(*) from s)::int as owned, w.* from (select 1) as one left join w on true`,
+      { replacements: { session: sessionId, owner: ownerId, text, covered: coveredUntil, expected: expectedVersion }, type: QueryTypes.SELECT },
+    );
+    const row = rows[0];
+    if (!row || Number(row.owned) === 0) return { owned: false };
+    return { owned: true, summary: row.session_id !== null ? toSummary(row) : undefined };
   }
 
   /**
