@@ -8,11 +8,11 @@ export const schedulerConfig = defineConfig({
   /** Each attempt must stream its first text within this; past it the attempt is cut and retried. */
   SCHEDULER_FIRST_TOKEN_TIMEOUT_MS: env.millis().default(30_000),
   /**
-   * Messages of one Kafka partition the scheduler takes at once (above 1: different sessions run
-   * concurrently and are ordered by priority; one session's stay in order). 1 (the default) = one
-   * at a time; above 1 is not the default yet (decision 0008).
+   * Messages of one Kafka partition the scheduler takes at once: different sessions run
+   * concurrently and are ordered by priority; one session's stay in order. 1 = one at a time (a
+   * slow reply holds its partition). Decision 0008.
    */
-  SCHEDULER_PARTITION_CONCURRENCY: env.positiveInt().default(1),
+  SCHEDULER_PARTITION_CONCURRENCY: env.positiveInt().default(16),
   /** Generations running at once in one scheduler replica, over every profile. */
   SCHEDULER_MAX_CONCURRENT_GENERATIONS: env.positiveInt().default(64),
   /** Attempts of a reply (the first included) for retryable failures; then reply.failed and the DLT. */
