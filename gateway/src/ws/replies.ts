@@ -1,12 +1,11 @@
-import { randomBytes } from 'node:crypto';
 import { eventsV1 } from '@chat/contracts';
-import { Topics, type EventBus, type Subscription } from '@chat/events';
+import { instanceGroupId, Topics, type EventBus, type Subscription } from '@chat/events';
 import type { Logger } from '@chat/logger';
 import type { SocketHub } from './hub.js';
 
 /** replyGroupId is unique per gateway instance, so every gateway sees every reply event. */
 export function replyGroupId(): string {
-  return `gateway-${randomBytes(6).toString('hex')}`;
+  return instanceGroupId('gateway');
 }
 
 /** subscribeReplies feeds every reply event of the bus to the hub (fan-out to that session's sockets). */

@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+
 /** EventRecord is one event as a consumer sees it. */
 export interface EventRecord {
   topic: string;
@@ -120,4 +122,23 @@ export const Topics = {
 /** backoffMs is exponential backoff with full jitter, capped. */
 export function backoffMs(attempt: number, baseMs = 100, capMs = 5_000): number {
   return Math.random() * Math.min(capMs, baseMs * 2 ** (attempt - 1));
+}
+
+/** instanceGroupId is a consumer group id of this process alone: `<prefix>-<12 random hex digits>`. */
+export function instanceGroupId(prefix: string): string {
+  return `${prefix}-${randomBytes(6).toString('hex')}`;
+}
+
+/**
+ * subscribeLive subscribes this process alone to the events published from now on: a consumer
+ * group of its own (`instanceGroupId(groupPrefix)`), starting at the end of the log, deleted at
+ * stop (decision 0019). For per-process views and cache invalidation, where every process must
+ * see every event (a shared group gives each event to one member only).
+ */
+export function subscribeLive(
+  bus: EventBus,
+  options: Omit<SubscribeOptions, 'groupId' | 'fromBeginning' | 'ephemeral'> & { groupPrefix: string },
+): Promise<Subscription> {
+  const { groupPrefix, ...rest } = options;
+  return bus.subscribe({ ...rest, groupId: instanceGroupId(groupPrefix), fromBeginning: false, ephemeral: true });
 }

@@ -1,4 +1,4 @@
-export { backoffMs, busStats, Topics, type BusStats, type DeliveryContext, type EventBus, type EventRecord, type OutgoingEvent, type SubscribeOptions, type Subscription, type TopicSpec } from './bus.js';
+export { backoffMs, busStats, instanceGroupId, subscribeLive, Topics, type BusStats, type DeliveryContext, type EventBus, type EventRecord, type OutgoingEvent, type SubscribeOptions, type Subscription, type TopicSpec } from './bus.js';
 export { decodeEvent, encodeEvent, traceHeaders, type Codec } from './codec.js';
 export { DLT_SUFFIX, DltHeaders, PermanentError, REPLAY_HEADER, deadLetterEvent, dltTopic, isDltTopic, isPermanent } from './dead-letter.js';
 export { InProcessBus } from './in-process.js';

@@ -1,7 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import { eventsV1, schedulerV1 } from '@chat/contracts';
 import { PersonaClient, RagClient, resolveTarget, SessionClient, targetsConfig, type ServiceEndpoint } from '@chat/clients';
-import { encodeEvent, traceHeaders, Topics, type EventBus, decodeEvent, REPLAY_HEADER } from '@chat/events';
+import { encodeEvent, traceHeaders, Topics, type EventBus, decodeEvent, REPLAY_HEADER, subscribeLive } from '@chat/events';
 import { startGrpcServer, wrapImplementation } from '@chat/grpc';
 import { withContext, newTraceId } from '@chat/logger';
 import { defineModule } from '@chat/runtime';
@@ -90,11 +89,9 @@ export const schedulerModule = defineModule<ServiceEndpoint>({
     const dltSubscription = await deadLetters.start();
     // Every replica drops a changed persona from its RuntimeSessions: a group of its own (every
     // replica sees every persona event), from the end of the log, deleted at stop (decision 0020).
-    const personaSubscription = await bus.subscribe({
+    const personaSubscription = await subscribeLive(bus, {
       topics: [Topics.personaEvents],
-      groupId: `scheduler-cache-${randomBytes(6).toString('hex')}`,
-      fromBeginning: false,
-      ephemeral: true,
+      groupPrefix: 'scheduler-cache',
       handler: async (record) => {
         let event: eventsV1.PersonaEvent;
         try {

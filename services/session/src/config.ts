@@ -7,4 +7,9 @@ export const sessionConfig = defineConfig({
   REPLY_EVENTS_RETENTION_HOURS: env.positiveInt().default(24),
   /** How long a session made for one OpenAI-compatible completion (ephemeral) is kept (hours); older ones are deleted with their messages. */
   OPENAI_SESSION_RETENTION_HOURS: env.positiveInt().default(24),
+  /**
+   * How long the session service remembers that a persona is its owner's (creating a session then
+   * asks the persona service nothing); a deleted persona is forgotten on its event. 0 = ask each time.
+   */
+  SESSION_PERSONA_CACHE_TTL_MS: env.millis().default(30_000),
 });

@@ -1,7 +1,7 @@
 import { eventsV1, sessionV1 } from '@chat/contracts';
 import { PersonaClient, resolveTarget, targetsConfig, type ServiceEndpoint } from '@chat/clients';
 import { migrate, Outbox, type Database } from '@chat/db';
-import { Topics, type EventBus, decodeEvent } from '@chat/events';
+import { Topics, type EventBus, decodeEvent, subscribeLive } from '@chat/events';
 import { startGrpcServer, wrapImplementation } from '@chat/grpc';
 import { defineModule } from '@chat/runtime';
 import { SessionRepository } from './adapters/postgres/session-repo.js';
@@ -10,6 +10,7 @@ import { migrations, SCHEMA } from './adapters/postgres/migrations.js';
 import { sessionConfig } from './config.js';
 import { sessionHandlers } from './handlers/session-handlers.js';
 import { isUuid } from './domain/session.js';
+import { KnownPersonas } from './domain/known-personas.js';
 import { startEphemeralSessionSweep } from './adapters/postgres/ephemeral-sessions.js';
 
 /** BoundedSet remembers at most `max` keys, forgetting the oldest first. */
@@ -133,6 +134,23 @@ export const sessionModule = defineModule<ServiceEndpoint>({
       },
     });
 
+    // Every replica forgets a deleted persona (a group of its own; the shared group above deletes
+    // its sessions once).
+    const known = new KnownPersonas(cfg.SESSION_PERSONA_CACHE_TTL_MS);
+    const knownPersonaEvents = await subscribeLive(bus, {
+      topics: [Topics.personaEvents],
+      groupPrefix: 'session.persona-cache',
+      handler: async (record) => {
+        let event: eventsV1.PersonaEvent;
+        try {
+          event = eventsV1.PersonaEvent.decode(record.value);
+        } catch {
+          return; // undecodable: the shared group logs it; the TTL bounds what it costs here
+        }
+        if (event.kind?.$case === 'deleted') known.forget(event.personaId || record.key);
+      },
+    });
+
     const server = await startGrpcServer({
       address: cfg.SESSION_GRPC_LISTEN,
       logger: ctx.logger,
@@ -140,7 +158,7 @@ export const sessionModule = defineModule<ServiceEndpoint>({
         {
           name: 'chat.session.v1.SessionService',
           definition: sessionV1.SessionServiceService,
-          implementation: wrapImplementation(sessionV1.SessionServiceService, sessionHandlers(repo, personas, replyEvents), ctx.logger),
+          implementation: wrapImplementation(sessionV1.SessionServiceService, sessionHandlers(repo, personas, replyEvents, known), ctx.logger),
         },
       ],
     });
@@ -149,7 +167,7 @@ export const sessionModule = defineModule<ServiceEndpoint>({
     outbox.start();
     return {
       value: { address: server.address },
-      crashed: Promise.race([replies.crashed, personaEvents.crashed]),
+      crashed: Promise.race([replies.crashed, personaEvents.crashed, knownPersonaEvents.crashed]),
       stop: async () => {
         clearInterval(retention);
         clearInterval(ephemeralSweep);
@@ -157,6 +175,7 @@ export const sessionModule = defineModule<ServiceEndpoint>({
         await replies.stop();
         await replyEvents.close();
         await personaEvents.stop();
+        await knownPersonaEvents.stop();
         await outbox.stop();
       },
     };

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { migrations, SCHEMA } from '../src/adapters/postgres/migrations.js';
 import { SessionRepository } from '../src/adapters/postgres/session-repo.js';
+import { KnownPersonas } from '../src/domain/known-personas.js';
 import { sessionHandlers } from '../src/index.js';
 
 const logger = configureLogger({ silent: true });
@@ -316,6 +317,26 @@ describe('session service: create+send and send in one statement', function () {
       await handlers.deleteSession(sessionV1.DeleteSessionRequest.fromPartial({ ownerId: owner, id: doomed }));
       await rejectsWith(send({ ownerId: owner, sessionId: doomed, content: 'too late' }), Code.NotFound);
       assert.equal((await messagesOf(doomed)).length, 0);
+    });
+  });
+
+  describe('CreateSession with the persona remembered (KnownPersonas)', () => {
+    it('asks the persona service once per persona and owner, again after the persona was deleted, and never remembers a refusal', async () => {
+      const known = new KnownPersonas(60_000);
+      const h = sessionHandlers(repo, personas, undefined, known);
+      const persona = newPersona();
+      const calls = personaCalls;
+      for (let i = 0; i < 3; i++) await h.createSession(sessionV1.CreateSessionRequest.fromPartial({ ownerId: owner, personaId: i === 1 ? persona.toUpperCase() : persona, title: `t${i}` }));
+      assert.equal(personaCalls - calls, 1, 'one call for three sessions (any spelling of the id)');
+      // Another owner is asked about, and refused, every time.
+      for (let i = 0; i < 2; i++) await rejectsWith(h.createSession(sessionV1.CreateSessionRequest.fromPartial({ ownerId: other, personaId: persona, title: 'x' })), Code.NotFound);
+      assert.equal(personaCalls - calls, 3);
+      assert.equal((await sessionsOf(other)).length, 0);
+      // Deleted: forgotten on its event, so the persona service answers again (NOT_FOUND now).
+      personaOwners.delete(persona);
+      known.forget(persona);
+      await rejectsWith(h.createSession(sessionV1.CreateSessionRequest.fromPartial({ ownerId: owner, personaId: persona, title: 'after delete' })), Code.NotFound);
+      assert.equal(personaCalls - calls, 4);
     });
   });
 });

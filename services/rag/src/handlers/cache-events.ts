@@ -1,6 +1,5 @@
-import { randomBytes } from 'node:crypto';
 import { eventsV1 } from '@chat/contracts';
-import { decodeEvent, Topics, type EventRecord } from '@chat/events';
+import { decodeEvent, instanceGroupId, Topics, type EventRecord } from '@chat/events';
 import type { Logger } from '@chat/logger';
 import { profileEventHandler } from './profile-events.js';
 
@@ -10,7 +9,7 @@ import { profileEventHandler } from './profile-events.js';
  * event to one replica only). docs/decisions/0022.
  */
 export function cacheGroupId(): string {
-  return `rag.caches-${randomBytes(6).toString('hex')}`;
+  return instanceGroupId('rag.caches');
 }
 
 /** CacheInvalidation is what one replica does when a persona or a profile changed. */

@@ -4,6 +4,7 @@ import type { PersonaClient } from '@chat/clients';
 import { decodeCursor, encodeCursor, isUuid, NO_NUL, validateCreate, validateSend, type Message, type Session, type Summary } from '../domain/session.js';
 import { assertOwned, type SessionRepository } from '../adapters/postgres/session-repo.js';
 import type { ReplyEventStore } from '../adapters/postgres/reply-events.js';
+import { KnownPersonas } from '../domain/known-personas.js';
 
 /** STATUS maps stored message statuses to the protocol's (exported for tests). */
 export const STATUS = {
@@ -77,7 +78,7 @@ function validateFirstMessage(ownerId: string, first: sessionV1.FirstMessage): v
 const MAX_REPLY_EVENTS = 1_000;
 
 /** sessionHandlers translates gRPC calls to the repository; personas are checked over gRPC. */
-export function sessionHandlers(repo: SessionRepository, personas: PersonaClient, replyEvents?: ReplyEventStore) {
+export function sessionHandlers(repo: SessionRepository, personas: PersonaClient, replyEvents?: ReplyEventStore, known = new KnownPersonas(0)) {
   return {
     async createSession(req: sessionV1.CreateSessionRequest): Promise<sessionV1.CreateSessionResponse> {
       // Everything that can be checked here first (no call for bad input), then the persona.
@@ -85,13 +86,14 @@ export function sessionHandlers(repo: SessionRepository, personas: PersonaClient
       const history = validateHistory(req.history);
       const first = req.firstMessage;
       if (first) validateFirstMessage(req.ownerId, first);
-      // NOT_FOUND from the persona service covers unknown and foreign personas alike; nothing is written then.
-      const { persona } = await personas.getPersona({ ownerId: req.ownerId, id: req.personaId });
+      // NOT_FOUND from the persona service covers unknown and foreign personas alike; nothing is
+      // written then. A persona known to be the owner's is not asked again (KnownPersonas).
+      const personaId = await known.lookup(req.ownerId, req.personaId, async () => (await personas.getPersona({ ownerId: req.ownerId, id: req.personaId })).persona?.id || req.personaId);
       // Session, history, first message, its pending reply and its event: one statement (docs/decisions/0021).
       const opened = await repo.openSession({
         ownerId: req.ownerId,
         // The persona service's spelling of the id (the event carries it as stored).
-        personaId: persona?.id || req.personaId,
+        personaId,
         title: req.title.trim(),
         ephemeral: req.ephemeral,
         history,
