@@ -195,10 +195,24 @@ export class KafkaBus implements EventBus {
     const admin = this.kafka.admin();
     await admin.connect();
     try {
-      for (const committed of await admin.fetchOffsets({ groupId, topics })) {
-        if (committed.partitions.some((p) => p.offset !== '-1')) continue;
-        const end = await admin.fetchTopicOffsets(committed.topic);
-        await admin.setOffsets({ groupId, topic: committed.topic, partitions: end.map((p) => ({ partition: p.partition, offset: p.offset })) });
+      // A topic created a moment ago may have no partition leader yet (NOT_LEADER_FOR_PARTITION,
+      // LEADER_NOT_AVAILABLE): retriable errors are tried again for up to 30 s.
+      const until = Date.now() + 30_000;
+      for (let attempt = 1; ; attempt++) {
+        try {
+          for (const committed of await admin.fetchOffsets({ groupId, topics })) {
+            if (committed.partitions.some((p) => p.offset !== '-1')) continue;
+            const end = await admin.fetchTopicOffsets(committed.topic);
+            await admin.setOffsets({ groupId, topic: committed.topic, partitions: end.map((p) => ({ partition: p.partition, offset: p.offset })) });
+          }
+          return;
+        } catch (err) {
+          const e = err as { retriable?: boolean; name?: string; cause?: { retriable?: boolean } };
+          const retriable = e.retriable || e.cause?.retriable || e.name === 'KafkaJSNumberOfRetriesExceeded';
+          if (!retriable || Date.now() >= until) throw err;
+          this.logger.info('the end of a topic is not known yet; trying again', { group: groupId, attempt, err: (err as Error).message });
+          await new Promise((r) => setTimeout(r, Math.min(1_000, 100 * attempt)));
+        }
       }
     } finally {
       await admin.disconnect();

@@ -73,6 +73,12 @@ describe('KafkaBus ephemeral subscriptions', function () {
       // now and then (the group looked the end of the topic up only at its first fetch).
       for (let i = 0; i < 3; i++) {
         const got: string[] = [];
+        // And one on a topic created a moment ago (its partitions may have no leader yet: the
+        // lookup of its end is tried again).
+        const fresh = `${liveTopic}.fresh-${i}`;
+        await bus.ensureTopics([{ name: fresh, partitions: 3 }]);
+        const onFresh = await bus.subscribe({ topics: [fresh], groupId: `live-fresh-${i}`, fromBeginning: false, ephemeral: true, handler: async () => undefined });
+        await onFresh.stop();
         const sub = await bus.subscribe({ topics: [liveTopic], groupId: `live-start-${i}`, fromBeginning: false, ephemeral: true, handler: async (r) => void got.push(Buffer.from(r.value).toString()) });
         await bus.publish(liveTopic, ['a', 'b', 'c'].map((key) => ({ key, value: Buffer.from(`new-${i}-${key}`) })));
         await eventually(`the three events of round ${i}`, () => got.length >= 3);
@@ -81,7 +87,7 @@ describe('KafkaBus ephemeral subscriptions', function () {
       }
     } finally {
       await bus.close();
-      await admin.deleteTopics({ topics: [`${namespace}.${liveTopic}`] }).catch(() => undefined);
+      await admin.deleteTopics({ topics: [`${namespace}.${liveTopic}`, ...[0, 1, 2].map((i) => `${namespace}.${liveTopic}.fresh-${i}`)] }).catch(() => undefined);
     }
   });
 
