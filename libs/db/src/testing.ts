@@ -1,6 +1,10 @@
 import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Logger } from '@chat/logger';
 import { connectDatabase } from './database.js';
+import { startEmbeddedPostgres } from './embedded.js';
 
 /** IsolatedDatabase is a fresh database on an existing server, for one test suite. */
 export interface IsolatedDatabase {
@@ -32,6 +36,25 @@ export async function isolatedDatabase(serverUrl: string, prefix: string, logger
       } finally {
         await a.close();
       }
+    },
+  };
+}
+
+/**
+ * testDatabase is a database of one test suite's own: an isolated one on the server of
+ * DATABASE_URL (what `npm test` sets), or without it an embedded PostgreSQL in a temporary
+ * directory. drop() removes it either way.
+ */
+export async function testDatabase(prefix: string, logger: Logger): Promise<IsolatedDatabase> {
+  if (process.env.DATABASE_URL) return isolatedDatabase(process.env.DATABASE_URL, prefix, logger);
+  const dir = mkdtempSync(join(tmpdir(), `${prefix}-`));
+  chmodSync(dir, 0o755); // the embedded server may run as another user (root)
+  const pg = await startEmbeddedPostgres({ dataDir: join(dir, 'pg'), logger });
+  return {
+    url: pg.url,
+    drop: async () => {
+      await pg.stop();
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -2,13 +2,10 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import type { PersonaClient } from '@chat/clients';
 import { sessionV1 } from '@chat/contracts';
-import { connectDatabase, type Database, isolatedDatabase, type IsolatedDatabase, migrate, Outbox, QueryTypes, startEmbeddedPostgres, type EmbeddedPostgres } from '@chat/db';
+import { connectDatabase, type Database, testDatabase, type IsolatedDatabase, migrate, Outbox, QueryTypes } from '@chat/db';
 import { AppError, Code, isAppError } from '@chat/errors';
 import { InProcessBus } from '@chat/events';
 import { configureLogger } from '@chat/logger';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import pg from 'pg';
 import { migrations, SCHEMA } from '../src/adapters/postgres/migrations.js';
 import { SessionRepository } from '../src/adapters/postgres/session-repo.js';
@@ -56,9 +53,7 @@ async function runCounting<T>(fn: () => Promise<T>): Promise<{ result: T; querie
  */
 describe('session service: GetConversationWindow (and ListMessagesAfter, UpdateSummary) in one statement', function () {
   this.timeout(180_000);
-  let embedded: EmbeddedPostgres | undefined;
-  let isolated: IsolatedDatabase | undefined;
-  let tmp: string;
+  let testDb: IsolatedDatabase | undefined;
   let db: Database;
   let repo: SessionRepository;
   let handlers: ReturnType<typeof sessionHandlers>;
@@ -113,16 +108,8 @@ describe('session service: GetConversationWindow (and ListMessagesAfter, UpdateS
   };
 
   before(async () => {
-    tmp = mkdtempSync(join(tmpdir(), 'session-window-'));
-    chmodSync(tmp, 0o755);
-    let url: string;
-    if (process.env.DATABASE_URL) {
-      isolated = await isolatedDatabase(process.env.DATABASE_URL, 'session_window', logger);
-      url = isolated.url;
-    } else {
-      embedded = await startEmbeddedPostgres({ dataDir: join(tmp, 'pg'), logger });
-      url = embedded.url;
-    }
+    testDb = await testDatabase('session_window', logger);
+    const url = testDb.url;
     db = await connectDatabase(url, logger, 4);
     await migrate(db.sequelize, SCHEMA, migrations, logger);
     // Never started: nothing here writes events, and no sweep runs queries beside the counted ones.
@@ -150,9 +137,7 @@ describe('session service: GetConversationWindow (and ListMessagesAfter, UpdateS
 
   after(async () => {
     await db?.close();
-    await isolated?.drop();
-    await embedded?.stop();
-    if (tmp) rmSync(tmp, { recursive: true, force: true });
+    await testDb?.drop();
   });
 
   const request = (r: sessionV1.DeepPartial<sessionV1.GetConversationWindowRequest>) => sessionV1.GetConversationWindowRequest.fromPartial(r);
@@ -399,7 +384,7 @@ describe('session service: GetConversationWindow (and ListMessagesAfter, UpdateS
   });
   it('recovers when a connection lost its prepared statement (a pooler, DISCARD ALL): the call is made again on a fresh connection', async () => {
     // One connection, so the statement is lost on the connection the next call takes.
-    const single = await connectDatabase(isolated?.url ?? embedded!.url, logger, 1);
+    const single = await connectDatabase(testDb!.url, logger, 1);
     try {
       const own = new SessionRepository(single.sequelize, new Outbox(single.sequelize, SCHEMA, new InProcessBus(), logger));
       const plain = fixtures.find((f) => f.name === 'plain')!;

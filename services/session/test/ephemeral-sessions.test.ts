@@ -1,11 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { PersonaClient } from '@chat/clients';
 import { sessionV1 } from '@chat/contracts';
-import { connectDatabase, type Database, type EmbeddedPostgres, eventually, isolatedDatabase, type IsolatedDatabase, Outbox, QueryTypes, startEmbeddedPostgres } from '@chat/db';
+import { connectDatabase, type Database, eventually, testDatabase, type IsolatedDatabase, Outbox, QueryTypes } from '@chat/db';
 import { InProcessBus, type EventBus } from '@chat/events';
 import { closeClients } from '@chat/grpc';
 import { configureLogger } from '@chat/logger';
@@ -24,9 +21,7 @@ const logger = configureLogger({ silent: true });
  */
 describe('session service: ephemeral (OpenAI-compatible) sessions', function () {
   this.timeout(120_000);
-  let embedded: EmbeddedPostgres | undefined;
-  let isolated: IsolatedDatabase | undefined;
-  let tmp: string;
+  let testDb: IsolatedDatabase | undefined;
   let url: string;
   let db: Database;
   let repo: SessionRepository;
@@ -55,15 +50,8 @@ describe('session service: ephemeral (OpenAI-compatible) sessions', function () 
     db.sequelize.query(`update session.sessions set created_at = now() - interval '${hours} hours' where id = :id`, { replacements: { id } });
 
   before(async () => {
-    tmp = mkdtempSync(join(tmpdir(), 'session-ephemeral-'));
-    chmodSync(tmp, 0o755);
-    if (process.env.DATABASE_URL) {
-      isolated = await isolatedDatabase(process.env.DATABASE_URL, 'session_ephemeral', logger);
-      url = isolated.url;
-    } else {
-      embedded = await startEmbeddedPostgres({ dataDir: join(tmp, 'pg'), logger });
-      url = embedded.url;
-    }
+    testDb = await testDatabase('session_ephemeral', logger);
+    url = testDb.url;
     // The first start migrates (004 adds the ephemeral column).
     const first = runtime();
     await first.start();
@@ -75,9 +63,7 @@ describe('session service: ephemeral (OpenAI-compatible) sessions', function () 
   after(async () => {
     closeClients();
     await db?.close();
-    await isolated?.drop();
-    await embedded?.stop();
-    rmSync(tmp, { recursive: true, force: true });
+    await testDb?.drop();
   });
 
   it('CreateSession stores the ephemeral flag (and leaves it off by default)', async () => {

@@ -2,13 +2,10 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import type { PersonaClient } from '@chat/clients';
 import { eventsV1, sessionV1 } from '@chat/contracts';
-import { connectDatabase, type Database, eventually, isolatedDatabase, type IsolatedDatabase, migrate, Outbox, QueryTypes, startEmbeddedPostgres, type EmbeddedPostgres } from '@chat/db';
+import { connectDatabase, type Database, eventually, testDatabase, type IsolatedDatabase, migrate, Outbox, QueryTypes } from '@chat/db';
 import { AppError, Code, isAppError } from '@chat/errors';
 import { InProcessBus, Topics } from '@chat/events';
 import { configureLogger } from '@chat/logger';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { migrations, SCHEMA } from '../src/adapters/postgres/migrations.js';
 import { SessionRepository } from '../src/adapters/postgres/session-repo.js';
 import { KnownPersonas } from '../src/domain/known-personas.js';
@@ -27,9 +24,7 @@ const BOOM = 'fail-the-outbox-insert';
  */
 describe('session service: create+send and send in one statement', function () {
   this.timeout(120_000);
-  let embedded: EmbeddedPostgres | undefined;
-  let isolated: IsolatedDatabase | undefined;
-  let tmp: string;
+  let testDb: IsolatedDatabase | undefined;
   let db: Database;
   let outbox: Outbox;
   let handlers: ReturnType<typeof sessionHandlers>;
@@ -78,16 +73,8 @@ describe('session service: create+send and send in one statement', function () {
   const send = (req: sessionV1.DeepPartial<sessionV1.SendMessageRequest>) => handlers.sendMessage(sessionV1.SendMessageRequest.fromPartial(req));
 
   before(async () => {
-    tmp = mkdtempSync(join(tmpdir(), 'session-one-statement-'));
-    chmodSync(tmp, 0o755);
-    let url: string;
-    if (process.env.DATABASE_URL) {
-      isolated = await isolatedDatabase(process.env.DATABASE_URL, 'session_one_statement', logger);
-      url = isolated.url;
-    } else {
-      embedded = await startEmbeddedPostgres({ dataDir: join(tmp, 'pg'), logger });
-      url = embedded.url;
-    }
+    testDb = await testDatabase('session_one_statement', logger);
+    const url = testDb.url;
     db = await connectDatabase(url, logger, 4);
     await migrate(db.sequelize, SCHEMA, migrations, logger);
     // A fault to prove atomicity: the outbox insert — the last part of either statement — fails for
@@ -114,9 +101,7 @@ describe('session service: create+send and send in one statement', function () {
   after(async () => {
     await outbox?.stop();
     await db?.close();
-    await isolated?.drop();
-    await embedded?.stop();
-    rmSync(tmp, { recursive: true, force: true });
+    await testDb?.drop();
   });
 
   describe('CreateSession with first_message', () => {

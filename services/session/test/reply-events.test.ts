@@ -1,11 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { SessionClient, type ServiceEndpoint } from '@chat/clients';
 import { eventsV1, sessionV1 } from '@chat/contracts';
-import { connectDatabase, type Database, type EmbeddedPostgres, eventually, isolatedDatabase, type IsolatedDatabase, Outbox, QueryTypes, startEmbeddedPostgres } from '@chat/db';
+import { connectDatabase, type Database, eventually, testDatabase, type IsolatedDatabase, Outbox, QueryTypes } from '@chat/db';
 import { Code, isAppError } from '@chat/errors';
 import { encodeEvent, InProcessBus, Topics, type EventBus } from '@chat/events';
 import { closeClients } from '@chat/grpc';
@@ -24,9 +21,7 @@ const delta = (sessionId: string, seq: number, text = `t${seq}`) =>
 
 describe('session service: durable reply events (ListReplyEvents)', function () {
   this.timeout(120_000);
-  let embedded: EmbeddedPostgres | undefined;
-  let isolated: IsolatedDatabase | undefined;
-  let tmp: string;
+  let testDb: IsolatedDatabase | undefined;
   let runtime: Runtime;
   let bus: InProcessBus;
   let db: Database;
@@ -36,16 +31,8 @@ describe('session service: durable reply events (ListReplyEvents)', function () 
   const owner = `owner-${randomUUID()}`;
 
   before(async () => {
-    tmp = mkdtempSync(join(tmpdir(), 'session-replies-'));
-    chmodSync(tmp, 0o755);
-    let url: string;
-    if (process.env.DATABASE_URL) {
-      isolated = await isolatedDatabase(process.env.DATABASE_URL, 'session_replies', logger);
-      url = isolated.url;
-    } else {
-      embedded = await startEmbeddedPostgres({ dataDir: join(tmp, 'pg'), logger });
-      url = embedded.url;
-    }
+    testDb = await testDatabase('session_replies', logger);
+    const url = testDb.url;
     bus = new InProcessBus();
     const modules: ModuleDef[] = [
       {
@@ -72,9 +59,7 @@ describe('session service: durable reply events (ListReplyEvents)', function () 
     closeClients();
     await store?.close();
     await db?.close();
-    await isolated?.drop();
-    await embedded?.stop();
-    rmSync(tmp, { recursive: true, force: true });
+    await testDb?.drop();
   });
 
   const publish = (e: eventsV1.ReplyEvent) => bus.publish(Topics.replies, [{ key: e.sessionId, value: encodeEvent(eventsV1.ReplyEvent, e) }]);
