@@ -34,13 +34,15 @@ class SessionStore {
 
   send(sessionId: string, content: string, personaId = 'persona'): eventsV1.MessageCreated {
     const list = this.messages.get(sessionId) ?? [];
+    // As the session service says of a session created with its first message and no history.
+    const firstInSession = list.length === 0;
     this.messages.set(sessionId, list);
     const createdAt = new Date((this.clock += 1000));
     const messageId = randomUUID();
     const replyId = randomUUID();
     list.push({ id: messageId, role: sessionV1.Role.ROLE_USER, content, status: S.MESSAGE_STATUS_COMPLETED, position: ++this.position, createdAt });
     list.push({ id: replyId, role: sessionV1.Role.ROLE_ASSISTANT, content: '', status: S.MESSAGE_STATUS_PENDING, position: ++this.position, createdAt });
-    return eventsV1.MessageCreated.fromPartial({ messageId, replyId, sessionId, ownerId: 'owner', personaId, content, priority: 0, createdAt });
+    return eventsV1.MessageCreated.fromPartial({ messageId, replyId, sessionId, ownerId: 'owner', personaId, content, priority: 0, createdAt, firstInSession });
   }
 
   record(events: eventsV1.ReplyEvent[]): void {
@@ -78,6 +80,9 @@ class Rig {
   windowReads = 0;
   /** Messages whose reply fails for good (a non-retryable error before any text). */
   readonly failing = new Set<string>();
+  /** While set, window reads wait for it (or fail with it when it rejects). */
+  windowGate: Promise<void> | undefined;
+  readonly published: eventsV1.ReplyEvent[] = [];
   readonly scheduler: Scheduler;
 
   constructor(
@@ -92,10 +97,14 @@ class Rig {
       },
       getConversationWindow: async (req) => {
         this.windowReads++;
+        if (this.windowGate) await this.windowGate;
         return store.window(req);
       },
       generate: (req) => this.generate(req),
-      publish: async (_sid, events) => store.record(events),
+      publish: async (_sid, events) => {
+        this.published.push(...events);
+        store.record(events);
+      },
     };
     this.scheduler = new Scheduler(
       ports,
@@ -321,5 +330,109 @@ describe('RuntimeSession caches (persona and recent history, decision 0020)', ()
     );
     assert.deepEqual(cached.requests[2]!.history, uncached.requests[2]!.history);
     assert.equal(cached.windowReads, 1);
+  });
+
+  describe('a session’s first message (first_in_session): the model is called before the read', () => {
+    const gate = () => {
+      let open!: () => void;
+      let fail!: (err: Error) => void;
+      const p = new Promise<void>((res, rej) => {
+        open = res;
+        fail = rej;
+      });
+      p.catch(() => undefined);
+      return { p, open, fail };
+    };
+    const until = async (what: string, fn: () => boolean) => {
+      for (let i = 0; i < 400 && !fn(); i++) await new Promise((r) => setTimeout(r, 5));
+      assert.ok(fn(), `timed out waiting for ${what}`);
+    };
+
+    it('asks the model while the read is under way, and publishes nothing before the read confirms the reply is new', async () => {
+      const store = new SessionStore();
+      const r = rig(store);
+      const s = randomUUID();
+      const g = gate();
+      r.windowGate = g.p;
+      const m = store.send(s, 'hello');
+      assert.equal(m.firstInSession, true);
+      const done = r.scheduler.push(m);
+      await until('the model call', () => r.requests.length === 1);
+      await new Promise((res) => setTimeout(res, 30));
+      assert.equal(r.published.length, 0, 'nothing published before the read');
+      g.open();
+      r.windowGate = undefined;
+      await done;
+      assert.deepEqual(r.published.map((e) => [Number(e.seq), e.kind?.$case]), [[1, 'delta'], [2, 'completed']]);
+      // The read started the cache: the next message reads nothing.
+      await r.turn(s, 'again');
+      assert.equal(r.windowReads, 1);
+      assert.deepEqual(r.requests[1]!.history!.map((t) => t.content), ['hello', 'answer to hello (Be brief.)']);
+    });
+
+    it('a first message delivered again whose reply is final: its early call publishes nothing and it is skipped', async () => {
+      const store = new SessionStore();
+      const first = rig(store);
+      const s = randomUUID();
+      const m = store.send(s, 'hello');
+      await first.scheduler.push(m);
+      // Another replica (no memory of it) gets the same message again.
+      const other = rig(store);
+      await other.scheduler.push(m);
+      assert.equal(other.published.length, 0);
+      assert.equal(store.messages.get(s)![1]!.content, 'answer to hello (Be brief.)');
+    });
+
+    it('a first message delivered again whose first run streamed (its replica died): no second text, reply_interrupted', async () => {
+      const store = new SessionStore();
+      const s = randomUUID();
+      const m = store.send(s, 'hello');
+      store.record([eventsV1.ReplyEvent.fromPartial({ sessionId: s, replyId: m.replyId, messageId: m.messageId, seq: 1, kind: { $case: 'delta', value: { text: 'half an ans' } } })]);
+      const r = rig(store);
+      const outcome = await r.scheduler.push(m).then(
+        () => 'resolved',
+        (err: Error & { reason?: string }) => err.reason,
+      );
+      assert.equal(outcome, 'reply_interrupted');
+      assert.deepEqual(r.published.map((e) => [Number(e.seq), e.kind?.$case]), [[2, 'failed']], 'only the failure, after the stored seq');
+    });
+
+    it('a failed read falls back to the usual path (read again), not counted as an attempt', async () => {
+      const store = new SessionStore();
+      const r = rig(store, { retry: { maxAttempts: 1, baseMs: 1, maxMs: 1 } });
+      const s = randomUUID();
+      const g = gate();
+      r.windowGate = g.p;
+      const m = store.send(s, 'hello');
+      const done = r.scheduler.push(m);
+      await until('the model call', () => r.requests.length === 1);
+      r.windowGate = undefined;
+      g.fail(new Error('session service unavailable'));
+      await done;
+      assert.equal(r.windowReads, 2);
+      assert.equal(r.requests.length, 2, 'the model again, after the read');
+      assert.deepEqual(r.published.map((e) => e.kind?.$case), ['delta', 'completed']);
+    });
+
+    it('a model failure before the read confirms, on a reply that is final: no reply.failed is published', async () => {
+      const store = new SessionStore();
+      const s = randomUUID();
+      const m = store.send(s, 'doomed');
+      const elsewhere = rig(store);
+      await elsewhere.scheduler.push(m); // answered once, by another replica
+      const r = rig(store, { retry: { maxAttempts: 1, baseMs: 1, maxMs: 1 } });
+      r.failing.add('doomed');
+      const g = gate();
+      r.windowGate = g.p;
+      const done = r.scheduler.push(m).then(
+        () => 'resolved',
+        (err: Error) => err.name,
+      );
+      await until('the model call', () => r.requests.length === 1);
+      g.open();
+      r.windowGate = undefined;
+      assert.equal(await done, 'resolved');
+      assert.equal(r.published.length, 0);
+    });
   });
 });

@@ -142,9 +142,24 @@ describe('session service: create+send and send in one statement', function () {
       assert.equal(events.length, 1);
       assert.deepEqual(
         { ...events[0]!, createdAt: undefined },
-        { messageId: res.messageId, replyId: res.replyId, sessionId: session.id, ownerId: owner, personaId: persona, content: 'and the tides? ✓ ünïcödé', priority: 3, createdAt: undefined },
+        // Not the session's first message: history came before it.
+        { messageId: res.messageId, replyId: res.replyId, sessionId: session.id, ownerId: owner, personaId: persona, content: 'and the tides? ✓ ünïcödé', priority: 3, createdAt: undefined, firstInSession: false },
       );
       assert.ok(events[0]!.createdAt instanceof Date);
+    });
+
+    it('marks the message first_in_session when the session has no history (the scheduler may start on it at once)', async () => {
+      const persona = newPersona();
+      const res = await create({ ownerId: owner, personaId: persona, title: 'no history', ephemeral: true, firstMessage: { content: 'only question', priority: 0 } });
+      const sessionId = res.session!.id;
+      await eventually(() => eventsOf(owner).find((e) => e.sessionId === sessionId), 'the MessageCreated event is published');
+      const event = eventsOf(owner).find((e) => e.sessionId === sessionId)!;
+      assert.equal(event.firstInSession, true);
+      assert.equal(event.messageId, res.messageId);
+      // A later message of that session is not.
+      const next = await send({ ownerId: owner, sessionId, content: 'second question' });
+      await eventually(() => eventsOf(owner).find((e) => e.messageId === next.messageId), 'the second event');
+      assert.equal(eventsOf(owner).find((e) => e.messageId === next.messageId)!.firstInSession, false);
     });
 
     it('without first_message creates the session and its history only (empty ids, no event)', async () => {
@@ -235,7 +250,7 @@ describe('session service: create+send and send in one statement', function () {
       const event = published.find((e) => e.messageId === res.messageId)!;
       assert.deepEqual(
         { ...event, createdAt: undefined },
-        { messageId: res.messageId, replyId: res.replyId, sessionId, ownerId: owner, personaId, content, priority: -2, createdAt: undefined },
+        { messageId: res.messageId, replyId: res.replyId, sessionId, ownerId: owner, personaId, content, priority: -2, createdAt: undefined, firstInSession: false },
       );
       // Two sends in a row keep their order.
       const a = await send({ ownerId: owner, sessionId, content: 'one' });

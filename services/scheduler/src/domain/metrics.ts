@@ -40,7 +40,7 @@ export function schedulerMetrics() {
     }),
     cache: counter<'cache' | 'result'>({
       name: 'chat_scheduler_cache_total',
-      help: 'Lookups of a RuntimeSession cache (persona, history) by result: hit (no call to another service) or miss (read)',
+      help: 'Lookups of a RuntimeSession cache (persona, history) by result: hit (no call to another service) or miss (read); speculation: early model calls of first messages (started, refused)',
       labelNames: ['cache', 'result'],
     }),
     replies: counter<'outcome'>({

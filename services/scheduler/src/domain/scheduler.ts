@@ -119,6 +119,17 @@ interface Prepared {
   persona: personaV1.Persona;
   win: sessionV1.GetConversationWindowResponse;
   oldestKept: number | undefined;
+  /**
+   * Set when the model is called before the session was read back (a session's first message,
+   * decision 0020): resolves true once the read shows the reply is new, false otherwise. Nothing of
+   * the reply is published before it resolved true; false runs the message again the usual way.
+   */
+  confirm?: Promise<boolean>;
+}
+
+/** SpeculationRefused ends an attempt started before the read that then showed the reply is not new. */
+class SpeculationRefused extends Error {
+  override readonly name = 'SpeculationRefused';
 }
 
 /** Job is one message on its way through a RuntimeSession. */
@@ -160,6 +171,8 @@ interface Job {
   tracked?: HistoryCache;
   /** The text of its completed reply (what the session service stores). */
   completedContent?: string;
+  /** Its speculative start was refused: read the window before the model from now on. */
+  noSpeculation?: boolean;
   publisher?: ReplyPublisher;
   resolve: () => void;
   reject: (err: unknown) => void;
@@ -654,7 +667,7 @@ export class Scheduler {
       Math.max(0, job.deadlineAt - Date.now()),
     );
     let firstTokenTimer: NodeJS.Timeout | undefined;
-    let outcome: { ok: true; skipped?: boolean } | { ok: false; err: AppError };
+    let outcome: { ok: true; skipped?: boolean } | { ok: false; err: AppError } | { ok: false; refused: true } | undefined;
     try {
       const prepared = job.prepared ?? (await this.prepare(rs, job));
       if (!prepared) {
@@ -677,6 +690,9 @@ export class Scheduler {
         let completed = false;
         for await (const item of stream) {
           if (controller.signal.aborted) break;
+          // Nothing of a reply started before its read goes out until the read confirms it is new.
+          if (prepared.confirm && !(await this.confirmed(prepared))) throw new SpeculationRefused();
+          if (controller.signal.aborted) break;
           if (item.item?.$case === 'delta') {
             if (!sawDelta) {
               sawDelta = true;
@@ -697,14 +713,19 @@ export class Scheduler {
       }
     } catch (err) {
       let app: AppError;
-      if (job.cancelled) app = new AppError(Code.Cancelled, 'the reply was cancelled', { reason: 'cancelled' });
+      // An attempt started before the read ends here: unless the read confirms the reply is new,
+      // what happened to it (a failure, a cancellation) is not this reply's to report.
+      const p = job.prepared;
+      if (err instanceof SpeculationRefused || (p?.confirm && !job.revoked && !job.revoking && !(await this.confirmed(p)))) {
+        outcome = { ok: false, refused: true };
+      } else if (job.cancelled) app = new AppError(Code.Cancelled, 'the reply was cancelled', { reason: 'cancelled' });
       else if (replyExpired)
         app = new AppError(Code.DeadlineExceeded, `the reply did not finish within ${this.options.replyTimeoutMs} ms`, { reason: 'reply_timeout', details: { timeout_ms: this.options.replyTimeoutMs } });
       else if (firstTokenExpired)
         app = new AppError(Code.DeadlineExceeded, `the model sent no text within ${this.firstTokenTimeoutMs} ms`, { reason: 'first_token_timeout', details: { timeout_ms: this.firstTokenTimeoutMs } });
       else if (controller.signal.aborted && this.stopping) app = AppError.unavailable('the scheduler stopped while the reply was running');
       else app = toAppError(err);
-      outcome = { ok: false, err: app };
+      outcome ??= { ok: false, err: app! };
     } finally {
       clearTimeout(replyTimer);
       if (firstTokenTimer) clearTimeout(firstTokenTimer);
@@ -713,12 +734,29 @@ export class Scheduler {
       this.running--;
       this.metrics.inflight.dec();
     }
-    if (outcome.ok) await this.finalize(rs, job, outcome.skipped ? 'skipped' : 'completed');
-    else {
+    if (outcome!.ok) await this.finalize(rs, job, outcome.skipped ? 'skipped' : 'completed');
+    else if ('refused' in outcome!) {
+      // The read showed the reply is not new (a message delivered again): nothing was published;
+      // it runs again the usual way (window first), not counted as an attempt.
+      this.logger.info('a first message turned out to be delivered again; its early model call was dropped', { reply_id: job.m.replyId });
+      this.metrics.cache.inc({ cache: 'speculation', result: 'refused' });
+      job.prepared = undefined;
+      job.noSpeculation = true;
       job.running = false;
-      await this.attemptFailed(rs, job, outcome.err, replyExpired);
+      this.setWaiting(job, true);
+    } else {
+      job.running = false;
+      await this.attemptFailed(rs, job, outcome!.err, replyExpired);
     }
     this.pump();
+  }
+
+  /** confirmed waits for a speculative start's read (once; later calls answer at once). */
+  private async confirmed(prepared: Prepared): Promise<boolean> {
+    if (!prepared.confirm) return true;
+    const ok = await prepared.confirm;
+    if (ok) prepared.confirm = undefined;
+    return ok;
   }
 
   /**
@@ -749,6 +787,30 @@ export class Scheduler {
     this.metrics.cache.inc({ cache: 'history', result: 'miss' });
     rs.history = undefined;
     const epoch = this.epoch;
+    // (Not when this replica already knows the session: then the message is one delivered again.)
+    if (m.firstInSession && rs.seq === undefined && !job.replayOf && !job.noSpeculation && this.options.historyCache !== false && !this.finalised.has(m.replyId)) {
+      // The session's first message (it has no history): the window is known to be empty, so the
+      // model is called now, and the read — which tells a new reply from one delivered again — runs
+      // meanwhile; its events wait for it (decision 0020).
+      const read = prefetched ?? this.readWindow(rs, job);
+      const persona = job.persona ?? (await this.personaOf(job));
+      const empty = sessionV1.GetConversationWindowResponse.fromPartial({ replyStatus: sessionV1.MessageStatus.MESSAGE_STATUS_PENDING });
+      const prepared = this.build(job, persona, empty, [])!;
+      prepared.confirm = read.then(
+        (win) => {
+          if (win.replyStatus !== sessionV1.MessageStatus.MESSAGE_STATUS_PENDING || win.messages.length > 0 || (win.summary?.text ?? '') !== '') return false;
+          if (epoch === this.epoch && this.options.historyCache !== false) {
+            const h: HistoryCache = { epoch, base: win, appended: [], seen: new Set([m.messageId]), newest: m.createdAt?.getTime() ?? 0 };
+            rs.history = h;
+            job.tracked = h;
+          }
+          return true;
+        },
+        () => false, // the usual path reads again, and a failure there is an attempt's
+      );
+      this.metrics.cache.inc({ cache: 'speculation', result: 'started' });
+      return prepared;
+    }
     const read = () => this.readWindow(rs, job);
     let win = prefetched ? await prefetched.catch(read) : await read();
     if (win.replyStatus === sessionV1.MessageStatus.MESSAGE_STATUS_STREAMING) {

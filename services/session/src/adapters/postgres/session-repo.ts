@@ -54,8 +54,8 @@ const toMessage = (r: MessageRow): Message => ({
 });
 
 /** messageCreated is the outbox event of a new user message: the turn the scheduler answers. */
-function messageCreated(session: Pick<Session, 'id' | 'ownerId' | 'personaId'>, messageId: string, replyId: string, content: string, priority: number, createdAt: Date) {
-  const event = eventsV1.MessageCreated.fromPartial({ messageId, replyId, sessionId: session.id, ownerId: session.ownerId, personaId: session.personaId, content, priority, createdAt });
+function messageCreated(session: Pick<Session, 'id' | 'ownerId' | 'personaId'>, messageId: string, replyId: string, content: string, priority: number, createdAt: Date, firstInSession = false) {
+  const event = eventsV1.MessageCreated.fromPartial({ messageId, replyId, sessionId: session.id, ownerId: session.ownerId, personaId: session.personaId, content, priority, createdAt, firstInSession });
   return { key: session.id, value: encodeEvent(eventsV1.MessageCreated, event), headers: traceHeaders({ 'event-type': 'message.created' }) };
 }
 
@@ -212,9 +212,11 @@ export class SessionRepository {
     let sent: { messageId: string; replyId: string } | undefined;
     if (input.first) {
       sent = { messageId: randomUUID(), replyId: randomUUID() };
+      // Without history the message is the session's first: the scheduler may start on it at once.
+      const firstInSession = rows.length === 0;
       rows.push(...sentRows(sent.messageId, sent.replyId, input.first.content));
       const session = { id, ownerId: input.ownerId, personaId: input.personaId };
-      outbox = this.outbox.insertStatement(Topics.messages, messageCreated(session, sent.messageId, sent.replyId, input.first.content, input.first.priority, createdAt));
+      outbox = this.outbox.insertStatement(Topics.messages, messageCreated(session, sent.messageId, sent.replyId, input.first.content, input.first.priority, createdAt, firstInSession));
     }
     const result = await this.sequelize.query<SessionRow>(
       `with s as (
