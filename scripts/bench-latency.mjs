@@ -14,16 +14,14 @@
 //
 //   npm run bench:latency -- [--samples=200] [--warmup=20] [--ttft-ms=20] [--modes=all,kafka] [--turns-per-session=10]
 // Each option may also be given as an env var: BENCH_SAMPLES, BENCH_WARMUP, BENCH_TTFT_MS, BENCH_MODES.
-import { randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import WebSocket from 'ws';
-import { isolatedDatabase } from '@chat/db';
 import { startDevModel } from '@chat/devmodel';
 import { configureLogger, getLogger } from '@chat/logger';
-import { apiClient, freePort, must, opt, productProcesses, ROOT, sleep, summary } from './lib/bench.mjs';
+import { apiClient, freePort, isolatedServers, must, opt, productProcesses, ROOT, sleep, summary } from './lib/bench.mjs';
 
 const cfg = {
   samples: opt('samples', 200),
@@ -39,7 +37,7 @@ const cfg = {
 const KEY = 'bench-latency-key-0123456789abcdef';
 const API_KEYS = `bench:${KEY}`;
 // ---- processes and API ----------------------------------------------------------------------
-const { startProc, stopProc, stopAll, dump, waitReady: waitReadyWithin } = productProcesses({ keepLines: 300 });
+const { startProc, stopProc, stopAll, dump, startMesh, waitReady: waitReadyWithin } = productProcesses({ keepLines: 300 });
 const waitReady = (base, list) => waitReadyWithin(base, list, cfg.readyTimeoutMs);
 const call = apiClient(KEY);
 const r1 = (v) => (v === null || v === undefined ? null : Math.round(v * 10) / 10);
@@ -120,34 +118,14 @@ async function runMode(mode, llm) {
     RATE_LIMIT_SESSION_BURST: '100000',
   };
   let list;
-  let db;
+  let servers;
   try {
     if (mode === 'all') {
       list = [startProc('all', 'all', { ...llmEnv, DATA_DIR: dataDir, GATEWAY_HTTP_LISTEN: `127.0.0.1:${http}`, API_KEYS })];
     } else {
       // A database and a Kafka namespace of this run's own, on the shared servers.
-      db = await isolatedDatabase(process.env.DATABASE_URL, 'bench_latency', getLogger('bench-db'));
-      const [persona, session, scheduler, rag] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
-      const shared = {
-        ...llmEnv,
-        DATABASE_URL: db.url,
-        KAFKA_BROKERS: process.env.KAFKA_BROKERS,
-        KAFKA_NAMESPACE: `bench-latency-${randomUUID().slice(0, 8)}`,
-        DATA_DIR: dataDir,
-        API_KEYS,
-        WS_TOKEN_SECRET: 'bench-ws-token-secret-0123456789abcdef',
-        PERSONA_GRPC_ADDR: `127.0.0.1:${persona}`,
-        SESSION_GRPC_ADDR: `127.0.0.1:${session}`,
-        SCHEDULER_GRPC_ADDR: `127.0.0.1:${scheduler}`,
-        RAG_GRPC_ADDR: `127.0.0.1:${rag}`,
-      };
-      list = [
-        startProc('persona', 'persona', { ...shared, PERSONA_GRPC_LISTEN: `127.0.0.1:${persona}` }),
-        startProc('rag', 'rag', { ...shared, RAG_GRPC_LISTEN: `127.0.0.1:${rag}` }),
-        startProc('session', 'session', { ...shared, SESSION_GRPC_LISTEN: `127.0.0.1:${session}` }),
-        startProc('scheduler', 'scheduler', { ...shared, SCHEDULER_GRPC_LISTEN: `127.0.0.1:${scheduler}` }),
-        startProc('gateway', 'gateway', { ...shared, GATEWAY_HTTP_LISTEN: `127.0.0.1:${http}` }),
-      ];
+      servers = await isolatedServers('bench_latency');
+      list = await startMesh({ ...llmEnv, ...servers.env, DATA_DIR: dataDir, API_KEYS, WS_TOKEN_SECRET: 'bench-ws-token-secret-0123456789abcdef' }, http);
     }
     const tStart = performance.now();
     await waitReady(base, list);
@@ -211,7 +189,7 @@ async function runMode(mode, llm) {
     throw err;
   } finally {
     if (list) for (const p of [...list].reverse()) await stopProc(p);
-    await db?.drop().catch(() => undefined);
+    await servers?.drop();
     rmSync(dataDir, { recursive: true, force: true });
   }
 }

@@ -1,7 +1,8 @@
 // Pipeline benchmark: N sessions × M messages through the public API (POST message → first
 // reply.delta on the session WebSocket → reply.completed), against the scripted LLM server of
 // @chat/devmodel, in `all` mode (one process, embedded defaults) and, when DATABASE_URL and
-// KAFKA_BROKERS are set, in multi-process Kafka mode (5 processes). Prints a table and writes
+// KAFKA_BROKERS are set, in multi-process Kafka mode (5 processes, on a database and a Kafka
+// namespace of their own on those servers). Prints a table and writes
 // bench-results/pipeline-<timestamp>.json. Needs `npm run build` first.
 //
 //   npm run bench:pipeline -- [--sessions=40] [--messages=10] [--ttft-ms=20] [--tokens-per-s=200]
@@ -14,7 +15,7 @@ import OpenAI from 'openai';
 import WebSocket from 'ws';
 import { startDevModel } from '@chat/devmodel';
 import { configureLogger, getLogger } from '@chat/logger';
-import { apiClient, freePort, must, opt, productProcesses, ROOT, sleep, summary } from './lib/bench.mjs';
+import { apiClient, freePort, isolatedServers, must, opt, productProcesses, ROOT, sleep, summary } from './lib/bench.mjs';
 
 const cfg = {
   sessions: opt('sessions', 40),
@@ -82,7 +83,7 @@ const cpuOf = (list) =>
   Object.fromEntries(list.flatMap((p) => [[p.name, treeCpuMs(p.child.pid)], [`${p.name}:node-only`, procStat(p.child.pid)?.cpuMs]]));
 
 // ---- processes and API ----------------------------------------------------------------------
-const { startProc, stopProc, stopAll, dump, waitReady: waitReadyWithin } = productProcesses({ keepLines: 500 });
+const { startProc, stopProc, stopAll, dump, startMesh, waitReady: waitReadyWithin } = productProcesses({ keepLines: 500 });
 const waitReady = (base, list) => waitReadyWithin(base, list, cfg.readyTimeoutMs);
 const call = apiClient(KEY);
 
@@ -178,31 +179,15 @@ async function runMode(mode, llm) {
   const base = `http://127.0.0.1:${http}`;
   const llmEnv = { ...RATE_LIMITS, LLM_BASE_URL: llm.endpoint.baseUrl, LLM_API_KEY: 'bench-llm-key', LLM_MODEL: llm.endpoint.model };
   let list;
+  let servers;
   try {
     if (mode === 'all') {
       list = [startProc('all', 'all', { ...llmEnv, DATA_DIR: dataDir, GATEWAY_HTTP_LISTEN: `127.0.0.1:${http}`, API_KEYS })];
     } else {
-      const [persona, session, scheduler, rag] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
-      const shared = {
-        ...llmEnv,
-        DATABASE_URL: process.env.DATABASE_URL,
-        KAFKA_BROKERS: process.env.KAFKA_BROKERS,
-        ...(process.env.MILVUS_ADDRESS ? { MILVUS_ADDRESS: process.env.MILVUS_ADDRESS } : {}),
-        DATA_DIR: dataDir,
-        API_KEYS,
-        WS_TOKEN_SECRET: 'bench-ws-token-secret-0123456789abcdef',
-        PERSONA_GRPC_ADDR: `127.0.0.1:${persona}`,
-        SESSION_GRPC_ADDR: `127.0.0.1:${session}`,
-        SCHEDULER_GRPC_ADDR: `127.0.0.1:${scheduler}`,
-        RAG_GRPC_ADDR: `127.0.0.1:${rag}`,
-      };
-      list = [
-        startProc('persona', 'persona', { ...shared, PERSONA_GRPC_LISTEN: `127.0.0.1:${persona}` }),
-        startProc('rag', 'rag', { ...shared, RAG_GRPC_LISTEN: `127.0.0.1:${rag}` }),
-        startProc('session', 'session', { ...shared, SESSION_GRPC_LISTEN: `127.0.0.1:${session}` }),
-        startProc('scheduler', 'scheduler', { ...shared, SCHEDULER_GRPC_LISTEN: `127.0.0.1:${scheduler}` }),
-        startProc('gateway', 'gateway', { ...shared, GATEWAY_HTTP_LISTEN: `127.0.0.1:${http}` }),
-      ];
+      // A database and a Kafka namespace of this run's own, on the shared servers.
+      servers = await isolatedServers('bench_pipeline');
+      const milvus = process.env.MILVUS_ADDRESS ? { MILVUS_ADDRESS: process.env.MILVUS_ADDRESS } : {};
+      list = await startMesh({ ...llmEnv, ...servers.env, ...milvus, DATA_DIR: dataDir, API_KEYS, WS_TOKEN_SECRET: 'bench-ws-token-secret-0123456789abcdef' }, http);
     }
     const tStart = performance.now();
     await waitReady(base, list);
@@ -330,6 +315,7 @@ async function runMode(mode, llm) {
     throw err;
   } finally {
     if (list) for (const p of [...list].reverse()) await stopProc(p);
+    await servers?.drop();
     rmSync(dataDir, { recursive: true, force: true });
   }
 }

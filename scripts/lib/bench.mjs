@@ -1,8 +1,12 @@
 // What the benchmarks share: options, ports, percentiles, the product's processes, API calls.
 import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { loopbackMesh } from '@chat/clients';
+import { isolatedDatabase } from '@chat/db';
+import { getLogger } from '@chat/logger';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const MAIN = join(ROOT, 'services', 'launcher', 'dist', 'src', 'main.js');
@@ -113,7 +117,32 @@ export function productProcesses({ keepLines = 500 } = {}) {
     }
     throw new Error('timed out waiting for /readyz');
   }
-  return { startProc, stopProc, stopAll, dump, waitReady };
+  /**
+   * startMesh starts the product as one OS process per target (persona, rag, session, scheduler,
+   * gateway) on loopback ports, with env shared by all; the gateway listens on `http`.
+   */
+  async function startMesh(env, http) {
+    const [persona, session, scheduler, rag] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+    const mesh = loopbackMesh({ persona, session, scheduler, rag });
+    const shared = { ...env, ...mesh.addresses };
+    return [
+      ...['persona', 'rag', 'session', 'scheduler'].map((c) => startProc(c, c, { ...shared, ...mesh.listen(c) })),
+      startProc('gateway', 'gateway', { ...shared, GATEWAY_HTTP_LISTEN: `127.0.0.1:${http}` }),
+    ];
+  }
+  return { startProc, stopProc, stopAll, dump, waitReady, startMesh };
+}
+
+/**
+ * isolatedServers gives a multi-process run a database and a Kafka namespace of its own on the
+ * servers of DATABASE_URL and KAFKA_BROKERS, so other runs on them neither see nor relay its events.
+ */
+export async function isolatedServers(prefix) {
+  const db = await isolatedDatabase(process.env.DATABASE_URL, prefix, getLogger('bench-db'));
+  return {
+    env: { DATABASE_URL: db.url, KAFKA_BROKERS: process.env.KAFKA_BROKERS, KAFKA_NAMESPACE: `${prefix.replace(/_/g, '-')}-${randomUUID().slice(0, 8)}` },
+    drop: () => db.drop().catch(() => undefined),
+  };
 }
 
 /** apiClient calls the public REST API with one API key; bodies are parsed when they are JSON. */

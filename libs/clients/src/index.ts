@@ -1,2 +1,2 @@
 export { PersonaClient, RagClient, SchedulerClient, SessionClient } from './clients.js';
-export { resolveTarget, targetsConfig, type ServiceEndpoint } from './targets.js';
+export { loopbackMesh, resolveTarget, targetsConfig, type MeshComponent, type ServiceEndpoint } from './targets.js';

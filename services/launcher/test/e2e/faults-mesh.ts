@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { loopbackMesh } from '@chat/clients';
 import { freePort } from '@chat/db';
 import { dumpOutput, startProc, StopWaiting, stopProc, waitFor, waitReady, type Proc } from './harness.js';
 import { API_KEYS } from './lifecycle.js';
@@ -48,10 +49,8 @@ export class Mesh {
       DATA_DIR: this.dataDir,
       API_KEYS,
       WS_TOKEN_SECRET: 'e2e-ws-token-secret-0123456789abcdef',
-      PERSONA_GRPC_ADDR: `127.0.0.1:${p.persona}`,
-      SESSION_GRPC_ADDR: `127.0.0.1:${p.session}`,
-      SCHEDULER_GRPC_ADDR: `127.0.0.1:${p['scheduler-1']}`,
-      RAG_GRPC_ADDR: `127.0.0.1:${p.rag}`,
+      // The first scheduler replica is the one the gateway asks (stats, cancel, dead letters).
+      ...loopbackMesh({ persona: p.persona!, session: p.session!, scheduler: p['scheduler-1']!, rag: p.rag! }).addresses,
       ...this.options.env,
     };
   }

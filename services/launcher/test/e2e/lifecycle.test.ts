@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
+import { loopbackMesh } from '@chat/clients';
 import { freePort, isolatedDatabase, type IsolatedDatabase } from '@chat/db';
 import { startDevModel, type DevModel } from '@chat/devmodel';
 import { configureLogger, getLogger } from '@chat/logger';
@@ -82,6 +83,7 @@ describe('e2e: the message lifecycle', function () {
         throw new Error('DATABASE_URL, KAFKA_BROKERS or MILVUS_ADDRESS is not set (npm test starts them; or run scripts/infra up)');
       }
       const [persona, session, scheduler, rag, http, metrics] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort(), freePort()]);
+      const mesh = loopbackMesh({ persona, session, scheduler, rag });
       schedulerMetrics = `http://127.0.0.1:${metrics}/metrics`;
       const dataDir = mkdtempSync(join(tmpdir(), 'chat-e2e-mp-'));
       // An OpenAI-compatible server of our own, given through the LLM_* settings: the configured
@@ -102,17 +104,14 @@ describe('e2e: the message lifecycle', function () {
         DATA_DIR: dataDir,
         API_KEYS,
         WS_TOKEN_SECRET: 'e2e-ws-token-secret-0123456789abcdef',
-        PERSONA_GRPC_ADDR: `127.0.0.1:${persona}`,
-        SESSION_GRPC_ADDR: `127.0.0.1:${session}`,
-        SCHEDULER_GRPC_ADDR: `127.0.0.1:${scheduler}`,
-        RAG_GRPC_ADDR: `127.0.0.1:${rag}`,
+        ...mesh.addresses,
       };
       base = `http://127.0.0.1:${http}`;
       procs = [
-        startProc('persona', 'persona', { ...shared, PERSONA_GRPC_LISTEN: `127.0.0.1:${persona}` }),
-        startProc('rag', 'rag', { ...shared, RAG_GRPC_LISTEN: `127.0.0.1:${rag}` }),
-        startProc('session', 'session', { ...shared, SESSION_GRPC_LISTEN: `127.0.0.1:${session}` }),
-        startProc('scheduler', 'scheduler', { ...shared, SCHEDULER_GRPC_LISTEN: `127.0.0.1:${scheduler}`, METRICS_LISTEN: `127.0.0.1:${metrics}` }),
+        startProc('persona', 'persona', { ...shared, ...mesh.listen('persona') }),
+        startProc('rag', 'rag', { ...shared, ...mesh.listen('rag') }),
+        startProc('session', 'session', { ...shared, ...mesh.listen('session') }),
+        startProc('scheduler', 'scheduler', { ...shared, ...mesh.listen('scheduler'), METRICS_LISTEN: `127.0.0.1:${metrics}` }),
         startProc('gateway', 'gateway', { ...shared, GATEWAY_HTTP_LISTEN: `127.0.0.1:${http}` }),
       ];
       try {

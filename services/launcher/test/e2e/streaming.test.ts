@@ -8,6 +8,7 @@ import { createGrpcTransport } from '@connectrpc/connect-node';
 import OpenAI from 'openai';
 import WebSocket from 'ws';
 import { apiV1 } from '@chat/contracts/es';
+import { loopbackMesh } from '@chat/clients';
 import { freePort, isolatedDatabase, type IsolatedDatabase } from '@chat/db';
 import { startDevModel, type DevModel } from '@chat/devmodel';
 import { configureLogger, getLogger } from '@chat/logger';
@@ -71,6 +72,7 @@ describe('e2e: resumable streams across gateway restarts and instances (Kafka, m
     db = await isolatedDatabase(databaseUrl, 'e2e_stream', getLogger('streaming-db'));
     dataDir = mkdtempSync(join(tmpdir(), 'chat-e2e-stream-'));
     const [personaPort, sessionPort, schedulerPort, ragPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+    const mesh = loopbackMesh({ persona: personaPort, session: sessionPort, scheduler: schedulerPort, rag: ragPort });
     [portA, portB] = await Promise.all([freePort(), freePort()]);
     env = {
       LLM_BASE_URL: llm.endpoint.baseUrl,
@@ -82,19 +84,16 @@ describe('e2e: resumable streams across gateway restarts and instances (Kafka, m
       DATA_DIR: dataDir,
       API_KEYS,
       WS_TOKEN_SECRET: 'e2e-ws-token-secret-0123456789abcdef',
-      PERSONA_GRPC_ADDR: `127.0.0.1:${personaPort}`,
-      SESSION_GRPC_ADDR: `127.0.0.1:${sessionPort}`,
-      SCHEDULER_GRPC_ADDR: `127.0.0.1:${schedulerPort}`,
-      RAG_GRPC_ADDR: `127.0.0.1:${ragPort}`,
+      ...mesh.addresses,
     };
     baseA = `http://127.0.0.1:${portA}`;
     baseB = `http://127.0.0.1:${portB}`;
     gatewayA = startProc('gateway-a', 'gateway', { ...env, GATEWAY_HTTP_LISTEN: `127.0.0.1:${portA}` });
     procs = [
-      startProc('persona', 'persona', { ...env, PERSONA_GRPC_LISTEN: `127.0.0.1:${personaPort}` }),
-      startProc('rag', 'rag', { ...env, RAG_GRPC_LISTEN: `127.0.0.1:${ragPort}` }),
-      startProc('session', 'session', { ...env, SESSION_GRPC_LISTEN: `127.0.0.1:${sessionPort}` }),
-      startProc('scheduler', 'scheduler', { ...env, SCHEDULER_GRPC_LISTEN: `127.0.0.1:${schedulerPort}` }),
+      startProc('persona', 'persona', { ...env, ...mesh.listen('persona') }),
+      startProc('rag', 'rag', { ...env, ...mesh.listen('rag') }),
+      startProc('session', 'session', { ...env, ...mesh.listen('session') }),
+      startProc('scheduler', 'scheduler', { ...env, ...mesh.listen('scheduler') }),
       gatewayA,
     ];
     try {
