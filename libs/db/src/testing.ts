@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { EventBus } from '@chat/events';
 import type { Logger } from '@chat/logger';
 import { connectDatabase } from './database.js';
 import { startEmbeddedPostgres } from './embedded.js';
@@ -57,6 +58,23 @@ export async function testDatabase(prefix: string, logger: Logger): Promise<Isol
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * testInfrastructure is the `database` module (on url) and the `bus` module a test's Runtime needs
+ * to run a service module, as the launcher's modules make them from configuration.
+ */
+export function testInfrastructure(url: string, bus: EventBus, logger: Logger) {
+  return [
+    {
+      name: 'database',
+      async init() {
+        const database = await connectDatabase(url, logger);
+        return { value: database, stop: () => database.close() };
+      },
+    },
+    { name: 'bus', init: async () => ({ value: bus }) },
+  ];
 }
 
 /**

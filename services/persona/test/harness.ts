@@ -3,8 +3,8 @@ import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PersonaClient, type ServiceEndpoint } from '@chat/clients';
-import { connectDatabase, type Database, type EmbeddedPostgres, eventually, isolatedDatabase, type IsolatedDatabase, startEmbeddedPostgres } from '@chat/db';
-import { InProcessBus, type EventBus, type OutgoingEvent } from '@chat/events';
+import { connectDatabase, type Database, type EmbeddedPostgres, eventually, isolatedDatabase, type IsolatedDatabase, startEmbeddedPostgres, testInfrastructure } from '@chat/db';
+import { InProcessBus, type OutgoingEvent } from '@chat/events';
 import { closeClients } from '@chat/grpc';
 import { configureLogger, type Logger } from '@chat/logger';
 import { Runtime, type ModuleDef } from '@chat/runtime';
@@ -80,14 +80,7 @@ export async function startPersona(env: Record<string, string> = {}): Promise<Pe
   const db = await connectDatabase(databaseUrl, logger, 2);
   const bus = new RecordingBus();
   const modules: ModuleDef[] = [
-    {
-      name: 'database',
-      async init() {
-        const database = await connectDatabase(databaseUrl, logger);
-        return { value: database, stop: () => database.close() };
-      },
-    },
-    { name: 'bus', init: async () => ({ value: bus as EventBus }) },
+    ...(testInfrastructure(databaseUrl, bus, logger) as ModuleDef[]),
     personaModule as ModuleDef,
   ];
   const runtime = new Runtime(modules, ['persona'], { logger, env: { DATA_DIR: join(tmp, 'data'), ...env } });

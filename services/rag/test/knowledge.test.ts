@@ -5,10 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RagClient, type ServiceEndpoint } from '@chat/clients';
 import { eventsV1, personaV1, ragV1 } from '@chat/contracts';
-import { connectDatabase, type Database, type EmbeddedPostgres, eventually, isolatedDatabase, type IsolatedDatabase, QueryTypes, startEmbeddedPostgres } from '@chat/db';
+import { connectDatabase, type Database, type EmbeddedPostgres, eventually, isolatedDatabase, type IsolatedDatabase, QueryTypes, startEmbeddedPostgres, testInfrastructure } from '@chat/db';
 import { startDevModel, type DevModel, type EmbeddingScript, type ScriptedRequest } from '@chat/devmodel';
 import { Code, isAppError } from '@chat/errors';
-import { encodeEvent, InProcessBus, Topics, type EventBus } from '@chat/events';
+import { encodeEvent, InProcessBus, Topics } from '@chat/events';
 import { closeClients } from '@chat/grpc';
 import { configureLogger } from '@chat/logger';
 import { Runtime, type ModuleDef } from '@chat/runtime';
@@ -62,14 +62,7 @@ describe(`knowledge management, embedding spaces and retrieval modes (rag module
   const bus = new InProcessBus();
 
   const modules = (): ModuleDef[] => [
-    {
-      name: 'database',
-      async init() {
-        const database = await connectDatabase(databaseUrl, logger);
-        return { value: database, stop: () => database.close() };
-      },
-    },
-    { name: 'bus', init: async () => ({ value: bus as EventBus }) },
+    ...(testInfrastructure(databaseUrl, bus, logger) as ModuleDef[]),
     {
       name: 'llm',
       async init(ctx) {

@@ -1,13 +1,10 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { SessionClient, type ServiceEndpoint } from '@chat/clients';
 import { eventsV1, ragV1, sessionV1 } from '@chat/contracts';
-import { connectDatabase, type Database, type EmbeddedPostgres, eventually, isolatedDatabase, type IsolatedDatabase, Outbox, QueryTypes, startEmbeddedPostgres } from '@chat/db';
+import { connectDatabase, type Database, eventually, type IsolatedDatabase, Outbox, QueryTypes, testDatabase, testInfrastructure } from '@chat/db';
 import { Code, isAppError, AppError } from '@chat/errors';
-import { encodeEvent, InProcessBus, Topics, type EventBus } from '@chat/events';
+import { encodeEvent, InProcessBus, Topics } from '@chat/events';
 import { closeClients } from '@chat/grpc';
 import { configureLogger } from '@chat/logger';
 import { Runtime, type ModuleDef } from '@chat/runtime';
@@ -22,8 +19,6 @@ const S = sessionV1.MessageStatus;
 
 describe('sessions on PostgreSQL: statuses, listing, deletion and infinite sessions', function () {
   this.timeout(180_000);
-  let embedded: EmbeddedPostgres | undefined;
-  let tmp: string;
   let runtime: Runtime;
   let bus: InProcessBus;
   let db: Database;
@@ -31,27 +26,13 @@ describe('sessions on PostgreSQL: statuses, listing, deletion and infinite sessi
   let client: SessionClient;
   const owner = `owner-${randomUUID()}`;
 
-  let isolated: IsolatedDatabase | undefined;
+  let testDb: IsolatedDatabase | undefined;
   before(async () => {
-    tmp = mkdtempSync(join(tmpdir(), 'session-it-'));
-    chmodSync(tmp, 0o755);
-    isolated = process.env.DATABASE_URL ? await isolatedDatabase(process.env.DATABASE_URL, 'session_test', logger) : undefined;
-    let url = isolated?.url;
-    if (!url) {
-      embedded = await startEmbeddedPostgres({ dataDir: join(tmp, 'pg'), logger });
-      url = embedded.url;
-    }
-    const databaseUrl = url;
+    testDb = await testDatabase('session_test', logger);
+    const databaseUrl = testDb.url;
     bus = new InProcessBus();
     const modules: ModuleDef[] = [
-      {
-        name: 'database',
-        async init() {
-          const database = await connectDatabase(databaseUrl, logger);
-          return { value: database, stop: () => database.close() };
-        },
-      },
-      { name: 'bus', init: async () => ({ value: bus as EventBus }) },
+      ...(testInfrastructure(databaseUrl, bus, logger) as ModuleDef[]),
       sessionModule as ModuleDef,
     ];
     // The persona service is not called by what these tests use.
@@ -66,9 +47,7 @@ describe('sessions on PostgreSQL: statuses, listing, deletion and infinite sessi
     await runtime?.stop();
     closeClients();
     await db?.close();
-    await isolated?.drop();
-    await embedded?.stop();
-    rmSync(tmp, { recursive: true, force: true });
+    await testDb?.drop();
   });
 
   const publishReply = (e: eventsV1.DeepPartial<eventsV1.ReplyEvent>) =>

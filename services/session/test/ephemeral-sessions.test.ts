@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import type { PersonaClient } from '@chat/clients';
 import { sessionV1 } from '@chat/contracts';
-import { connectDatabase, type Database, eventually, testDatabase, type IsolatedDatabase, Outbox, QueryTypes } from '@chat/db';
-import { InProcessBus, type EventBus } from '@chat/events';
+import { connectDatabase, type Database, eventually, testDatabase, type IsolatedDatabase, Outbox, QueryTypes, testInfrastructure } from '@chat/db';
+import { InProcessBus } from '@chat/events';
 import { closeClients } from '@chat/grpc';
 import { configureLogger } from '@chat/logger';
 import { Runtime, type ModuleDef } from '@chat/runtime';
@@ -30,14 +30,7 @@ describe('session service: ephemeral (OpenAI-compatible) sessions', function () 
 
   const runtime = () => {
     const modules: ModuleDef[] = [
-      {
-        name: 'database',
-        async init() {
-          const database = await connectDatabase(url, logger);
-          return { value: database, stop: () => database.close() };
-        },
-      },
-      { name: 'bus', init: async () => ({ value: bus as EventBus }) },
+      ...(testInfrastructure(url, bus, logger) as ModuleDef[]),
       sessionModule as ModuleDef,
     ];
     return new Runtime(modules, ['session'], { logger, env: { PERSONA_GRPC_ADDR: '127.0.0.1:1', OPENAI_SESSION_RETENTION_HOURS: '1' } });

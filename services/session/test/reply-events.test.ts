@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { SessionClient, type ServiceEndpoint } from '@chat/clients';
 import { eventsV1, sessionV1 } from '@chat/contracts';
-import { connectDatabase, type Database, eventually, testDatabase, type IsolatedDatabase, Outbox, QueryTypes } from '@chat/db';
+import { connectDatabase, type Database, eventually, testDatabase, type IsolatedDatabase, Outbox, QueryTypes, testInfrastructure } from '@chat/db';
 import { Code, isAppError } from '@chat/errors';
-import { encodeEvent, InProcessBus, Topics, type EventBus } from '@chat/events';
+import { encodeEvent, InProcessBus, Topics } from '@chat/events';
 import { closeClients } from '@chat/grpc';
 import { configureLogger } from '@chat/logger';
 import { Runtime, type ModuleDef } from '@chat/runtime';
@@ -35,14 +35,7 @@ describe('session service: durable reply events (ListReplyEvents)', function () 
     const url = testDb.url;
     bus = new InProcessBus();
     const modules: ModuleDef[] = [
-      {
-        name: 'database',
-        async init() {
-          const database = await connectDatabase(url, logger);
-          return { value: database, stop: () => database.close() };
-        },
-      },
-      { name: 'bus', init: async () => ({ value: bus as EventBus }) },
+      ...(testInfrastructure(url, bus, logger) as ModuleDef[]),
       sessionModule as ModuleDef,
     ];
     // The persona service is not called by what these tests use.
