@@ -17,6 +17,14 @@ export function outboxMigration(schema: string): { id: string; up: string } {
   };
 }
 
+/**
+ * outboxClaimMigration adds the claim a writer may put on its own row (see Outbox.publishClaimed):
+ * until then, relays leave the row to its writer.
+ */
+export function outboxClaimMigration(schema: string): { id: string; up: string } {
+  return { id: 'outbox_claim', up: `alter table ${schema}.outbox add column if not exists claimed_until timestamptz` };
+}
+
 /** Rows one relay pass publishes at most. */
 const BATCH = 200;
 
@@ -44,12 +52,19 @@ export class Outbox {
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
 
+  /** Ids of claimed rows published by their writer, deleted together a moment later. */
+  private published: number[] = [];
+  private deleting: Promise<void> | undefined;
+  private deleteTimer: NodeJS.Timeout | undefined;
+
   constructor(
     private readonly sequelize: Sequelize,
     private readonly schema: string,
     private readonly bus: EventBus,
     private readonly logger: Logger,
     private readonly sweepMs = 2_000,
+    /** How long a writer's claim keeps relays off its row: after it, a sweep publishes a row its writer did not (a crash). */
+    private readonly claimMs = 10_000,
   ) {}
 
   /** add writes an event inside the caller's transaction; call kick() after commit. */
@@ -68,16 +83,74 @@ export class Outbox {
    * Options: `from` names a relation of the statement (e.g. a CTE): the event is written once per
    * row of it, so not at all when it is empty (a row the statement did not find). `payloadSql` is
    * an SQL expression for the payload instead of the event's bytes (it may use that relation's
-   * columns and the caller's replacements).
+   * columns and the caller's replacements). `claim` writes the row claimed by its writer and makes
+   * the insert return its id (one row: not with `from`); see publishClaimed.
    */
-  insertStatement(topic: string, event: OutgoingEvent, options: { from?: string; payloadSql?: string } = {}): { sql: string; replacements: Record<string, unknown> } {
-    const values = `:outbox_topic, :outbox_key, ${options.payloadSql ?? 'cast(:outbox_payload as bytea)'}, :outbox_headers`;
+  insertStatement(
+    topic: string,
+    event: OutgoingEvent,
+    options: { from?: string; payloadSql?: string; claim?: boolean } = {},
+  ): { sql: string; replacements: Record<string, unknown> } {
+    if (options.claim && options.from) throw new Error('a claimed outbox row is one row: not with `from`');
+    const claim = options.claim ? `, now() + make_interval(secs => :outbox_claim_ms / 1000.0)` : '';
+    const values = `:outbox_topic, :outbox_key, ${options.payloadSql ?? 'cast(:outbox_payload as bytea)'}, :outbox_headers${claim}`;
     const replacements: Record<string, unknown> = { outbox_topic: topic, outbox_key: event.key, outbox_headers: JSON.stringify(event.headers ?? {}) };
     if (!options.payloadSql) replacements.outbox_payload = Buffer.from(event.value);
+    if (options.claim) replacements.outbox_claim_ms = this.claimMs;
     return {
-      sql: `insert into ${this.schema}.outbox (topic, key, payload, headers) ${options.from ? `select ${values} from ${options.from}` : `values (${values})`}`,
+      sql: `insert into ${this.schema}.outbox (topic, key, payload, headers${claim ? ', claimed_until' : ''}) ${options.from ? `select ${values} from ${options.from}` : `values (${values})`}${claim ? ' returning id' : ''}`,
       replacements,
     };
+  }
+
+  /**
+   * publishClaimed publishes a row its writer claimed (insertStatement with `claim`, its id from
+   * the statement's `returning id`) right after the statement committed: the event leaves without
+   * the relay's read after the commit (one round trip less before it is on the bus). Only for an
+   * event whose key has no other pending row, e.g. a session created by the same statement: other
+   * rows of a key are published by the relay, in order, and a claimed row skips that queue.
+   *
+   * The published row is deleted a moment later (batched, off the caller's path). When the publish
+   * fails, the claim is dropped and the relay publishes the row as any other; when this process dies
+   * first, a relay's sweep publishes it once the claim has run out. Past the id check it never
+   * throws: the row is committed and will be published either way.
+   */
+  async publishClaimed(id: number | string, topic: string, event: OutgoingEvent): Promise<void> {
+    const rowId = Number(id);
+    if (!Number.isSafeInteger(rowId)) throw new Error('outbox ids must be integers');
+    try {
+      await this.bus.publish(topic, [event]);
+    } catch (err) {
+      this.logger.warn('claimed outbox event not published; left to the relay', { schema: this.schema, topic, err });
+      await this.sequelize
+        .query(`update ${this.schema}.outbox set claimed_until = null where id = :id`, { replacements: { id: rowId } })
+        .catch((e: unknown) => {
+          this.logger.warn('outbox claim not released; a sweep publishes the row after it', { schema: this.schema, err: e });
+        });
+      this.kick();
+      return;
+    }
+    this.published.push(rowId);
+    this.deleteTimer ??= setTimeout(() => void this.deletePublished(), 50).unref();
+  }
+
+  /** deletePublished deletes the claimed rows published so far (a failure leaves them to a sweep after their claim: a duplicate, not a loss). */
+  private async deletePublished(): Promise<void> {
+    clearTimeout(this.deleteTimer);
+    this.deleteTimer = undefined;
+    await this.deleting;
+    const ids = this.published;
+    this.published = [];
+    if (ids.length === 0) return;
+    this.deleting = this.sequelize
+      .query(`delete from ${this.schema}.outbox where id in (${ids.join(',')})`)
+      .then(
+        () => undefined,
+        (err: unknown) => {
+          this.logger.warn('published outbox rows not deleted; a sweep publishes them again after their claim', { schema: this.schema, err });
+        },
+      );
+    await this.deleting;
   }
 
   /** start begins the periodic sweep and publishes what an earlier run left. */
@@ -129,7 +202,10 @@ export class Outbox {
     let open = false;
     try {
       open = true;
-      const res = await conn.query(`begin; select id, topic, key, payload, headers from ${this.schema}.outbox order by id limit ${BATCH} for update`);
+      // A row its writer claimed is its writer's to publish (publishClaimed) until the claim runs out.
+      const res = await conn.query(
+        `begin; select id, topic, key, payload, headers from ${this.schema}.outbox where claimed_until is null or claimed_until < now() order by id limit ${BATCH} for update`,
+      );
       const rows = (Array.isArray(res) ? res[res.length - 1]! : res).rows as OutboxRow[];
       if (rows.length === 0) {
         await conn.query('commit');
@@ -160,5 +236,6 @@ export class Outbox {
     this.stopped = true;
     clearInterval(this.timer);
     await this.running;
+    await this.deletePublished();
   }
 }

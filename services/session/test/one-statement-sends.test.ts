@@ -162,6 +162,28 @@ describe('session service: create+send and send in one statement', function () {
       assert.equal(eventsOf(owner).find((e) => e.messageId === next.messageId)!.firstInSession, false);
     });
 
+    it('publishes the first message itself when the call answers, without a relay pass (a claimed outbox row, decision 0024), and deletes the row', async () => {
+      const persona = newPersona();
+      // What reached the bus by the time the call answered (a relay pass would need two more round trips).
+      const handedOver: string[] = [];
+      const publish = bus.publish.bind(bus);
+      bus.publish = async (topic, events) => {
+        for (const e of events) handedOver.push(e.key);
+        return publish(topic, events);
+      };
+      try {
+        const res = await create({ ownerId: owner, personaId: persona, title: 'claimed', ephemeral: true, firstMessage: { content: 'fast path', priority: 0 } });
+        const sessionId = res.session!.id;
+        assert.deepEqual(handedOver, [sessionId], 'the event was on the bus when the call answered');
+      } finally {
+        bus.publish = publish;
+      }
+      const sessionId = handedOver[0]!;
+      await eventually(() => eventsOf(owner).find((e) => e.sessionId === sessionId), 'the MessageCreated event is delivered');
+      await eventually(async () => (await outboxRows()) === 0, 'the published row is deleted');
+      assert.equal(eventsOf(owner).filter((e) => e.sessionId === sessionId).length, 1, 'published once');
+    });
+
     it('without first_message creates the session and its history only (empty ids, no event)', async () => {
       const persona = newPersona();
       const before = published.length;

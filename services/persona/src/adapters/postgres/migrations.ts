@@ -1,4 +1,4 @@
-import { outboxMigration, type Migration } from '@chat/db';
+import { outboxClaimMigration, outboxMigration, type Migration } from '@chat/db';
 
 /** SCHEMA is the persona service's own PostgreSQL schema. */
 export const SCHEMA = 'persona';
@@ -69,4 +69,5 @@ export const migrations: Migration[] = [
     );
     create index ws_token_nonces_expires on persona.ws_token_nonces (expires_at)`,
   },
+  outboxClaimMigration(SCHEMA),
 ];

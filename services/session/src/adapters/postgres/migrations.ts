@@ -1,4 +1,4 @@
-import { outboxMigration, type Migration } from '@chat/db';
+import { outboxClaimMigration, outboxMigration, type Migration } from '@chat/db';
 
 /** SCHEMA is the session service's own PostgreSQL schema. */
 export const SCHEMA = 'session';
@@ -76,4 +76,5 @@ export const migrations: Migration[] = [
     id: '005_reply_final_seq',
     up: `alter table session.messages add column final_seq bigint`,
   },
+  outboxClaimMigration(SCHEMA),
 ];

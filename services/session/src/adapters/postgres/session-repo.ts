@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { QueryTypes, type Outbox, type Sequelize } from '@chat/db';
 import { eventsV1 } from '@chat/contracts';
 import { AppError } from '@chat/errors';
-import { encodeEvent, traceHeaders, Topics } from '@chat/events';
+import { encodeEvent, traceHeaders, Topics, type OutgoingEvent } from '@chat/events';
 import { isUuid, type Citation, type Message, type MessageStatus, type PageCursor, type Session, type Summary } from '../../domain/session.js';
 
 interface SessionRow {
@@ -209,6 +209,7 @@ export class SessionRepository {
     const createdAt = new Date();
     const rows: MessageInsert[] = (input.history ?? []).map((t) => ({ id: randomUUID(), role: t.role, content: t.content, status: 'completed', reply_id: null, reply_to: null }));
     let outbox: { sql: string; replacements: Record<string, unknown> } | undefined;
+    let event: OutgoingEvent | undefined;
     let sent: { messageId: string; replyId: string } | undefined;
     if (input.first) {
       sent = { messageId: randomUUID(), replyId: randomUUID() };
@@ -216,20 +217,24 @@ export class SessionRepository {
       const firstInSession = rows.length === 0;
       rows.push(...sentRows(sent.messageId, sent.replyId, input.first.content));
       const session = { id, ownerId: input.ownerId, personaId: input.personaId };
-      outbox = this.outbox.insertStatement(Topics.messages, messageCreated(session, sent.messageId, sent.replyId, input.first.content, input.first.priority, createdAt, firstInSession));
+      event = messageCreated(session, sent.messageId, sent.replyId, input.first.content, input.first.priority, createdAt, firstInSession);
+      // Claimed: the session is new, so no other event of its key can wait in the outbox, and this
+      // process publishes the event itself right after the commit (Outbox.publishClaimed).
+      outbox = this.outbox.insertStatement(Topics.messages, event, { claim: true });
     }
-    const result = await this.sequelize.query<SessionRow>(
+    const result = await this.sequelize.query<SessionRow & { outbox_id?: string | number | null }>(
       `with s as (
          insert into session.sessions (id, owner_id, persona_id, title, ephemeral) values (:id, :owner, :persona, :title, :ephemeral) returning *
        )${rows.length > 0 ? `, m as (${MESSAGES_INSERT} from s, ${MESSAGE_ROWS} order by t.i)` : ''}${outbox ? `, o as (${outbox.sql})` : ''}
-       select * from s`,
+       select s.*${outbox ? ', (select id from o) as outbox_id' : ''} from s`,
       {
         replacements: { id, owner: input.ownerId, persona: input.personaId, title: input.title, ephemeral: input.ephemeral ?? false, rows: JSON.stringify(rows), created: createdAt, ...outbox?.replacements },
         type: QueryTypes.SELECT,
       },
     );
-    if (outbox) this.outbox.kick();
-    return { session: toSession(result[0]!), ...sent };
+    const row = result[0]!;
+    if (event && row.outbox_id !== undefined && row.outbox_id !== null) await this.outbox.publishClaimed(row.outbox_id, Topics.messages, event);
+    return { session: toSession(row), ...sent };
   }
 
   /** getSession returns the session when it exists and belongs to the owner. */
