@@ -78,6 +78,8 @@ class Rig {
   readonly personas = new Map<string, Partial<personaV1.Persona>>();
   personaReads = 0;
   windowReads = 0;
+  /** The order of the window reads and model calls. */
+  readonly calls: Array<'window' | 'generate'> = [];
   /** Messages whose reply fails for good (a non-retryable error before any text). */
   readonly failing = new Set<string>();
   /** While set, window reads wait for it (or fail with it when it rejects). */
@@ -97,10 +99,14 @@ class Rig {
       },
       getConversationWindow: async (req) => {
         this.windowReads++;
+        this.calls.push('window');
         if (this.windowGate) await this.windowGate;
         return store.window(req);
       },
-      generate: (req) => this.generate(req),
+      generate: (req) => {
+        this.calls.push('generate');
+        return this.generate(req);
+      },
       publish: async (_sid, events) => {
         this.published.push(...events);
         store.record(events);
@@ -368,6 +374,18 @@ describe('RuntimeSession caches (persona and recent history, decision 0020)', ()
       await r.turn(s, 'again');
       assert.equal(r.windowReads, 1);
       assert.deepEqual(r.requests[1]!.history!.map((t) => t.content), ['hello', 'answer to hello (Be brief.)']);
+    });
+
+    it('starts the read only after the model call (in one process the read would otherwise go first); other messages read first', async () => {
+      const store = new SessionStore();
+      const r = rig(store);
+      const s = randomUUID();
+      await r.turn(s, 'hello');
+      assert.deepEqual(r.calls, ['generate', 'window']);
+      // A session with history (not its first message) on a replica that does not know it: read, then call.
+      const other = rig(store);
+      await other.turn(s, 'again');
+      assert.deepEqual(other.calls, ['window', 'generate']);
     });
 
     it('a first message delivered again whose reply is final: its early call publishes nothing and it is skipped', async () => {

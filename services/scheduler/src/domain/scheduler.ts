@@ -542,7 +542,9 @@ export class Scheduler {
       // The job is its session's head and nothing before it runs: its window can be read now,
       // beside the persona lookup, instead of after it (one round trip less before the model).
       // (Not when the session's cached history will do: no read at all.)
-      if (!job.windowRead && !this.usableHistory(rs, job)) {
+      // (Nor for a session's first message: its model call starts without the read, which then
+      // follows it — see prepare.)
+      if (!job.windowRead && !this.usableHistory(rs, job) && !this.speculates(rs, job)) {
         job.windowRead = this.readWindow(rs, job);
         job.windowRead.catch(() => {}); // prepare reads again if this failed
       }
@@ -587,6 +589,11 @@ export class Scheduler {
       while (this.personas.size > PERSONA_CACHE_MAX) this.personas.delete(this.personas.keys().next().value!);
     }
     return persona;
+  }
+
+  /** speculates: a session's first message, whose model call starts before its window is read (decision 0020). */
+  private speculates(rs: RuntimeSession, job: Job): boolean {
+    return job.m.firstInSession && rs.seq === undefined && !job.replayOf && !job.noSpeculation && this.options.historyCache !== false && !this.finalised.has(job.m.replyId);
   }
 
   /**
@@ -788,11 +795,12 @@ export class Scheduler {
     rs.history = undefined;
     const epoch = this.epoch;
     // (Not when this replica already knows the session: then the message is one delivered again.)
-    if (m.firstInSession && rs.seq === undefined && !job.replayOf && !job.noSpeculation && this.options.historyCache !== false && !this.finalised.has(m.replyId)) {
+    if (this.speculates(rs, job)) {
       // The session's first message (it has no history): the window is known to be empty, so the
       // model is called now, and the read — which tells a new reply from one delivered again — runs
-      // meanwhile; its events wait for it (decision 0020).
-      const read = prefetched ?? this.readWindow(rs, job);
+      // meanwhile; its events wait for it (decision 0020). The read starts once the model call is
+      // on its way (a turn of the event loop later): in one process it would otherwise go first.
+      const read = prefetched ?? new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.readWindow(rs, job));
       const persona = job.persona ?? (await this.personaOf(job));
       const empty = sessionV1.GetConversationWindowResponse.fromPartial({ replyStatus: sessionV1.MessageStatus.MESSAGE_STATUS_PENDING });
       const prepared = this.build(job, persona, empty, [])!;
