@@ -56,16 +56,30 @@ export class Outbox {
   private published: number[] = [];
   private deleting: Promise<void> | undefined;
   private deleteTimer: NodeJS.Timeout | undefined;
+  /** Claimed rows' publishes under way (stop waits for them). */
+  private readonly claimedInFlight = new Set<Promise<void>>();
+  private readonly sweepMs: number;
+  private readonly claimMs: number;
+  private readonly claimWaitMs: number;
 
   constructor(
     private readonly sequelize: Sequelize,
     private readonly schema: string,
     private readonly bus: EventBus,
     private readonly logger: Logger,
-    private readonly sweepMs = 2_000,
-    /** How long a writer's claim keeps relays off its row: after it, a sweep publishes a row its writer did not (a crash). */
-    private readonly claimMs = 10_000,
-  ) {}
+    options: {
+      /** How often the relay sweeps for rows nobody published (a crash). */
+      sweepMs?: number;
+      /** How long a writer's claim keeps relays off its row: after it, a sweep publishes a row its writer did not (a crash). */
+      claimMs?: number;
+      /** How long publishClaimed waits for the bus before it returns (the publish goes on). */
+      claimWaitMs?: number;
+    } = {},
+  ) {
+    this.sweepMs = options.sweepMs ?? 2_000;
+    this.claimMs = options.claimMs ?? 10_000;
+    this.claimWaitMs = options.claimWaitMs ?? 1_000;
+  }
 
   /** add writes an event inside the caller's transaction; call kick() after commit. */
   async add(t: Transaction, topic: string, event: OutgoingEvent): Promise<void> {
@@ -114,10 +128,24 @@ export class Outbox {
    * fails, the claim is dropped and the relay publishes the row as any other; when this process dies
    * first, a relay's sweep publishes it once the claim has run out. Past the id check it never
    * throws: the row is committed and will be published either way.
+   *
+   * It resolves when the bus took the event, or after `claimWaitMs` (1 s) if the bus is slower (a
+   * Kafka outage, which kafkajs retries for up to ~25 s): the caller's answer is not held for that;
+   * the publish goes on, with the same handling of its outcome.
    */
   async publishClaimed(id: number | string, topic: string, event: OutgoingEvent): Promise<void> {
     const rowId = Number(id);
     if (!Number.isSafeInteger(rowId)) throw new Error('outbox ids must be integers');
+    const publishing = this.publishOwn(rowId, topic, event);
+    this.claimedInFlight.add(publishing);
+    void publishing.finally(() => this.claimedInFlight.delete(publishing));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([publishing, new Promise<void>((resolve) => (timer = setTimeout(resolve, this.claimWaitMs)))]);
+    clearTimeout(timer);
+  }
+
+  /** publishOwn publishes a claimed row and deletes it, or hands it back to the relay; it never rejects. */
+  private async publishOwn(rowId: number, topic: string, event: OutgoingEvent): Promise<void> {
     try {
       await this.bus.publish(topic, [event]);
     } catch (err) {
@@ -236,6 +264,7 @@ export class Outbox {
     this.stopped = true;
     clearInterval(this.timer);
     await this.running;
+    await Promise.all(this.claimedInFlight);
     await this.deletePublished();
   }
 }

@@ -48,8 +48,8 @@ describe('outbox: a row claimed by its writer (on real PostgreSQL)', function ()
     await db.sequelize.query(`delete from ${SCHEMA}.outbox`);
   });
 
-  const make = (bus: EventBus, claimMs = 10_000) => {
-    const o = new Outbox(db.sequelize, SCHEMA, bus, logger, 100, claimMs);
+  const make = (bus: EventBus, claimMs = 10_000, claimWaitMs = 1_000) => {
+    const o = new Outbox(db.sequelize, SCHEMA, bus, logger, { sweepMs: 100, claimMs, claimWaitMs });
     outboxes.push(o);
     return o;
   };
@@ -117,6 +117,27 @@ describe('outbox: a row claimed by its writer (on real PostgreSQL)', function ()
     assert.deepEqual(bus.published, [], 'not while the claim holds');
     await eventually(async () => bus.published.length === 1 && (await rows()).length === 0, 'published after the claim', 10_000);
     assert.deepEqual(bus.published, [{ topic: TOPIC, key: 's4', value: 'orphan' }]);
+  });
+
+  it('does not hold its caller longer than claimWaitMs for a slow bus; the publish goes on and its row is deleted', async () => {
+    const bus = new RecordingBus();
+    let release!: () => void;
+    const slow = new Promise<void>((r) => (release = r));
+    const publish = bus.publish.bind(bus);
+    bus.publish = async (topic, events) => {
+      await slow;
+      return publish(topic, events);
+    };
+    const o = make(bus, 10_000, 200);
+    const id = await write(o, event('s5', 'slow'), true);
+    const started = Date.now();
+    await o.publishClaimed(id!, TOPIC, event('s5', 'slow'));
+    const waited = Date.now() - started;
+    assert.ok(waited >= 150 && waited < 5_000, `returned after the wait, not with the bus (${waited} ms)`);
+    assert.deepEqual(bus.published, [], 'the bus has not taken it yet');
+    assert.deepEqual(await rows(), [{ id, key: 's5', claimed: true }], 'still claimed: no relay publishes it meanwhile');
+    release();
+    await eventually(async () => bus.published.length === 1 && (await rows()).length === 0, 'published and deleted once the bus took it');
   });
 
   it('refuses an id that is not an integer', async () => {
