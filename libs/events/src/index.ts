@@ -3,3 +3,4 @@ export { decodeEvent, encodeEvent, traceHeaders, type Codec } from './codec.js';
 export { DLT_SUFFIX, DltHeaders, PermanentError, REPLAY_HEADER, deadLetterEvent, dltTopic, isDltTopic, isPermanent } from './dead-letter.js';
 export { InProcessBus } from './in-process.js';
 export { KafkaBus, type KafkaBusOptions } from './kafka.js';
+export { subscribePersonaChanges } from './persona-changes.js';

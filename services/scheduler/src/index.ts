@@ -1,6 +1,6 @@
 import { eventsV1, schedulerV1 } from '@chat/contracts';
 import { PersonaClient, RagClient, resolveTarget, SessionClient, targetsConfig, type ServiceEndpoint } from '@chat/clients';
-import { encodeEvent, traceHeaders, Topics, type EventBus, decodeEvent, REPLAY_HEADER, subscribeLive } from '@chat/events';
+import { encodeEvent, traceHeaders, Topics, type EventBus, decodeEvent, REPLAY_HEADER, subscribePersonaChanges } from '@chat/events';
 import { startGrpcServer, wrapImplementation } from '@chat/grpc';
 import { withContext, newTraceId } from '@chat/logger';
 import { defineModule } from '@chat/runtime';
@@ -89,20 +89,10 @@ export const schedulerModule = defineModule<ServiceEndpoint>({
     const dltSubscription = await deadLetters.start();
     // Every replica drops a changed persona from its RuntimeSessions: a group of its own (every
     // replica sees every persona event), from the end of the log, deleted at stop (decision 0020).
-    const personaSubscription = await subscribeLive(bus, {
-      topics: [Topics.personaEvents],
+    const personaSubscription = await subscribePersonaChanges(bus, {
       groupPrefix: 'scheduler-cache',
-      handler: async (record) => {
-        let event: eventsV1.PersonaEvent;
-        try {
-          event = eventsV1.PersonaEvent.decode(record.value);
-        } catch (err) {
-          // Redelivery cannot fix it; the cache's TTL bounds what a lost invalidation costs.
-          ctx.logger.warn('undecodable persona event skipped', { key: record.key, err });
-          return;
-        }
-        scheduler.personaChanged(event.personaId || record.key);
-      },
+      logger: ctx.logger,
+      onEvent: (personaId) => scheduler.personaChanged(personaId),
     });
     const subscription = await bus.subscribe({
       topics: [Topics.messages],

@@ -1,7 +1,7 @@
 import { eventsV1, sessionV1 } from '@chat/contracts';
 import { PersonaClient, resolveTarget, targetsConfig, type ServiceEndpoint } from '@chat/clients';
 import { migrate, Outbox, type Database } from '@chat/db';
-import { Topics, type EventBus, decodeEvent, subscribeLive } from '@chat/events';
+import { Topics, type EventBus, decodeEvent, subscribePersonaChanges } from '@chat/events';
 import { startGrpcServer, wrapImplementation } from '@chat/grpc';
 import { defineModule } from '@chat/runtime';
 import { SessionRepository } from './adapters/postgres/session-repo.js';
@@ -137,17 +137,11 @@ export const sessionModule = defineModule<ServiceEndpoint>({
     // Every replica forgets a deleted persona (a group of its own; the shared group above deletes
     // its sessions once).
     const known = new KnownPersonas(cfg.SESSION_PERSONA_CACHE_TTL_MS);
-    const knownPersonaEvents = await subscribeLive(bus, {
-      topics: [Topics.personaEvents],
+    const knownPersonaEvents = await subscribePersonaChanges(bus, {
       groupPrefix: 'session.persona-cache',
-      handler: async (record) => {
-        let event: eventsV1.PersonaEvent;
-        try {
-          event = eventsV1.PersonaEvent.decode(record.value);
-        } catch {
-          return; // undecodable: the shared group logs it; the TTL bounds what it costs here
-        }
-        if (event.kind?.$case === 'deleted') known.forget(event.personaId || record.key);
+      logger: ctx.logger,
+      onEvent: (personaId, event) => {
+        if (event.kind?.$case === 'deleted') known.forget(personaId);
       },
     });
 
