@@ -1,32 +1,19 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { configureLogger } from '@chat/logger';
-import { InProcessBus, KafkaBus } from '../src/index.js';
-import { eventually } from './helpers.js';
+import { InProcessBus } from '../src/index.js';
+import { eventually, kafkaBuses } from './helpers.js';
 
 configureLogger({ silent: true });
 
 describe('onAssignment (a member learns that its partitions may have changed)', function () {
   this.timeout(90_000);
-  const brokers = process.env.KAFKA_BROKERS?.split(',');
-  const buses: KafkaBus[] = [];
-
-  before(function () {
-    if (!brokers) throw new Error('KAFKA_BROKERS is not set (npm test starts Kafka; or run scripts/infra up)');
-  });
-  after(async () => {
-    await Promise.all(buses.map((b) => b.close()));
-  });
+  const make = kafkaBuses('assign-test');
 
   it('Kafka: is called at the first join, and again on the first member when a second member joins and leaves', async () => {
     const namespace = `assign-${randomUUID().slice(0, 8)}`;
-    const make = () => {
-      const bus = new KafkaBus({ brokers: brokers!, clientId: `assign-test-${process.pid}`, namespace });
-      buses.push(bus);
-      return bus;
-    };
-    const a = make();
-    const b = make();
+    const a = make(namespace);
+    const b = make(namespace);
     const topic = 'test.assignment';
     await a.ensureTopics([{ name: topic, partitions: 4 }]);
     let callsA = 0;
@@ -45,8 +32,7 @@ describe('onAssignment (a member learns that its partitions may have changed)', 
   });
 
   it('a throwing callback does not stop the consumer', async () => {
-    const bus = new KafkaBus({ brokers: brokers!, clientId: `assign-test-${process.pid}`, namespace: `assign-${randomUUID().slice(0, 8)}` });
-    buses.push(bus);
+    const bus = make(`assign-${randomUUID().slice(0, 8)}`);
     const topic = 'test.assignment.throws';
     await bus.ensureTopics([{ name: topic, partitions: 1 }]);
     const got: string[] = [];

@@ -3,27 +3,14 @@ import { randomUUID } from 'node:crypto';
 import { Kafka, logLevel } from 'kafkajs';
 import { configureLogger } from '@chat/logger';
 import { KafkaBus, PermanentError, type EventRecord } from '../src/index.js';
-import { eventually } from './helpers.js';
+import { eventually, kafkaBuses } from './helpers.js';
 
 configureLogger({ silent: true });
 
 
 describe('KafkaBus namespaces', function () {
   this.timeout(60_000);
-  const brokers = process.env.KAFKA_BROKERS?.split(',');
-  const buses: KafkaBus[] = [];
-  const make = (namespace?: string) => {
-    const bus = new KafkaBus({ brokers: brokers!, clientId: `ns-test-${process.pid}`, namespace });
-    buses.push(bus);
-    return bus;
-  };
-
-  before(function () {
-    if (!brokers) throw new Error('KAFKA_BROKERS is not set (npm test starts Kafka; or run scripts/infra up)');
-  });
-  after(async () => {
-    await Promise.all(buses.map((b) => b.close()));
-  });
+  const make = kafkaBuses('ns-test');
 
   it('refuses a namespace that is not a plain name', () => {
     assert.throws(() => new KafkaBus({ brokers: ['127.0.0.1:1'], clientId: 'x', namespace: 'a b' }), /invalid Kafka namespace/);
@@ -63,7 +50,7 @@ describe('KafkaBus namespaces', function () {
     await bus.publish(topic, [{ key: 'k', value: Buffer.from('poison') }]);
     await eventually('the dead letter', () => dead.length === 1);
     assert.equal(dead[0]!.topic, `${topic}.DLT`);
-    const admin = new Kafka({ brokers: brokers!, logLevel: logLevel.NOTHING }).admin();
+    const admin = new Kafka({ brokers: process.env.KAFKA_BROKERS!.split(','), logLevel: logLevel.NOTHING }).admin();
     await admin.connect();
     try {
       const names = await admin.listTopics();

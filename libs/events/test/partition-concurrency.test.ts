@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { configureLogger, getLogger } from '@chat/logger';
-import { KafkaBus, type EventRecord } from '../src/index.js';
-import { eventually } from './helpers.js';
+import { type EventRecord } from '../src/index.js';
+import { eventually, kafkaBuses } from './helpers.js';
 import { PartitionDispatcher } from '../src/partition-dispatch.js';
 
 configureLogger({ silent: true });
@@ -104,19 +104,7 @@ describe('partition dispatcher (concurrent keys, ordered commits)', () => {
 
 describe('KafkaBus with concurrency above 1', function () {
   this.timeout(90_000);
-  const brokers = process.env.KAFKA_BROKERS?.split(',');
-  const buses: KafkaBus[] = [];
-  before(function () {
-    if (!brokers) throw new Error('KAFKA_BROKERS is not set (npm test starts Kafka; or run scripts/infra up)');
-  });
-  after(async () => {
-    await Promise.all(buses.map((b) => b.close()));
-  });
-  const make = (namespace: string) => {
-    const bus = new KafkaBus({ brokers: brokers!, clientId: `conc-test-${process.pid}`, namespace });
-    buses.push(bus);
-    return bus;
-  };
+  const make = kafkaBuses('conc-test');
 
   it('handles other keys while one key’s handler runs long, keeps each key in order, and redelivers only what was not handled', async () => {
     const ns = `conc-${randomUUID().slice(0, 8)}`;
