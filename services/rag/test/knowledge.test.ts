@@ -14,7 +14,7 @@ import { configureLogger } from '@chat/logger';
 import { Runtime, type ModuleDef } from '@chat/runtime';
 import { generateKeySpec } from '@chat/secrets';
 import * as grpc from '@grpc/grpc-js';
-import { MilvusClient } from '@zilliz/milvus2-sdk-node';
+import { dropSpaceCollections } from './milvus-cleanup.js';
 import { ragModule } from '../src/index.js';
 
 const logger = configureLogger({ silent: true });
@@ -147,13 +147,7 @@ describe(`knowledge management, embedding spaces and retrieval modes (rag module
     await isolated?.drop();
     await embedded?.stop();
     rmSync(tmp, { recursive: true, force: true });
-    if (milvusAddress) {
-      const milvus = new MilvusClient({ address: milvusAddress, logLevel: 'error' });
-      milvus.connectPromise.catch(() => undefined);
-      const all = await milvus.showCollections().catch(() => undefined);
-      for (const c of all?.data ?? []) if (c.name.startsWith(`${milvusCollection}_d`)) await milvus.dropCollection({ collection_name: c.name }).catch(() => undefined);
-      await milvus.closeConnection().catch(() => undefined);
-    }
+    if (milvusAddress) await dropSpaceCollections(milvusAddress, milvusCollection);
   });
 
   beforeEach(() => {

@@ -4,6 +4,7 @@ import { DataType, MilvusClient } from '@zilliz/milvus2-sdk-node';
 import { configureLogger } from '@chat/logger';
 import { milvusString, MilvusVectorStore, truncateUtf8 } from '../src/adapters/milvus/store.js';
 import { hashEmbed } from '../src/domain/hash-embedder.js';
+import { dropSpaceCollections } from './milvus-cleanup.js';
 import { vectorStoreContract, type StoreUnderTest } from './vector-store-contract.js';
 
 const logger = configureLogger({ silent: true });
@@ -44,8 +45,7 @@ describe('the Milvus vector store', function () {
   after(async () => {
     if (!admin) return;
     // One collection per vector dimension: drop every one this run made.
-    const all = await admin.showCollections().catch(() => undefined);
-    for (const c of all?.data ?? []) if (c.name.startsWith(`${collection}_d`)) await admin.dropCollection({ collection_name: c.name }).catch(() => undefined);
+    await dropSpaceCollections(address!, collection);
     await admin.closeConnection().catch(() => undefined);
   });
 

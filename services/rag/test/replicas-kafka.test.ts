@@ -12,7 +12,7 @@ import { encodeEvent, KafkaBus, Topics } from '@chat/events';
 import { closeClients } from '@chat/grpc';
 import { configureLogger } from '@chat/logger';
 import { generateKeySpec, Keyring } from '@chat/secrets';
-import { MilvusClient } from '@zilliz/milvus2-sdk-node';
+import { dropSpaceCollections } from './milvus-cleanup.js';
 import { Kafka, logLevel } from 'kafkajs';
 import pg from 'pg';
 import { ragConfig } from '../src/config.js';
@@ -120,13 +120,7 @@ describe('two rag replicas on Kafka: every replica’s caches are invalidated', 
       await admin.deleteTopics({ topics: [Topics.personaEvents, Topics.profileEvents].map((t) => `${namespace}.${t}`) }).catch(() => undefined);
       await admin.disconnect();
     }
-    if (milvusAddress) {
-      const milvus = new MilvusClient({ address: milvusAddress, logLevel: 'error' });
-      milvus.connectPromise.catch(() => undefined);
-      const all = await milvus.showCollections().catch(() => undefined);
-      for (const c of all?.data ?? []) if (c.name.startsWith(`${collection}_d`)) await milvus.dropCollection({ collection_name: c.name }).catch(() => undefined);
-      await milvus.closeConnection().catch(() => undefined);
-    }
+    if (milvusAddress) await dropSpaceCollections(milvusAddress, collection);
   });
 
   const client = (i: number) => new RagClient(replicas[i]!.address);
