@@ -16,12 +16,15 @@ import { previousGetConversationWindow, previousListMessagesAfter } from './supp
 const logger = configureLogger({ silent: true });
 
 /** An answer reduced to what a client sees: the encoded response, or the error's code, message and details. */
-type Outcome = { ok: Buffer; response: sessionV1.GetConversationWindowResponse } | { error: { code: Code; reason: string; message: string; details: unknown } };
+type Outcome<T = sessionV1.GetConversationWindowResponse> = { ok: Buffer; response: T } | { error: { code: Code; reason: string; message: string; details: unknown } };
 
-async function outcome(call: () => Promise<sessionV1.GetConversationWindowResponse>): Promise<Outcome> {
+async function outcome<T = sessionV1.GetConversationWindowResponse>(
+  call: () => Promise<T>,
+  codec: { encode(m: T): { finish(): Uint8Array } } = sessionV1.GetConversationWindowResponse as never,
+): Promise<Outcome<T>> {
   try {
     const response = await call();
-    return { ok: Buffer.from(sessionV1.GetConversationWindowResponse.encode(response).finish()), response };
+    return { ok: Buffer.from(codec.encode(response).finish()), response };
   } catch (err) {
     if (!isAppError(err)) throw err;
     return { error: { code: err.code, reason: err.reason, message: err.message, details: err.details } };
@@ -284,16 +287,7 @@ describe('session service: GetConversationWindow (and ListMessagesAfter, UpdateS
     const previousAfter = previousListMessagesAfter(db.sequelize);
     const plain = fixtures.find((f) => f.name === 'plain')!;
     const posOf = async (id: string) => Number((await db.sequelize.query<{ pos: string }>('select pos from session.messages where id = :id', { replacements: { id }, type: QueryTypes.SELECT }))[0]!.pos);
-    type AfterOutcome = { ok: Buffer; response: sessionV1.ListMessagesAfterResponse } | { error: { code: Code; reason: string; message: string; details: unknown } };
-    const run = async (call: () => Promise<sessionV1.ListMessagesAfterResponse>): Promise<AfterOutcome> => {
-      try {
-        const response = await call();
-        return { ok: Buffer.from(sessionV1.ListMessagesAfterResponse.encode(response).finish()), response };
-      } catch (err) {
-        if (!isAppError(err)) throw err;
-        return { error: { code: err.code, reason: err.reason, message: err.message, details: err.details } };
-      }
-    };
+    const run = (call: () => Promise<sessionV1.ListMessagesAfterResponse>) => outcome(call, sessionV1.ListMessagesAfterResponse);
     const seen = { ok: 0, hasMore: 0, empty: 0, notFound: 0, invalid: 0 };
     const sessionIds = [...fixtures.map((f) => f.id), plain.id.toUpperCase(), randomUUID(), 'not-a-session', ''];
     for (const sessionId of sessionIds) {

@@ -23,20 +23,6 @@ export function previousGetConversationWindow(sequelize: Sequelize) {
   });
   const toSummary = (r: { summary: string; covered_until: number; version: number; updated_at: Date } | undefined): Summary =>
     r ? { text: r.summary, coveredUntil: Number(r.covered_until), version: Number(r.version), updatedAt: r.updated_at } : { text: '', coveredUntil: 0, version: 0, updatedAt: undefined };
-  const toMessage = (r: Row): Message => ({
-    id: r.id!,
-    sessionId: r.session_id as string,
-    role: r.role as 'user' | 'assistant',
-    content: r.content as string,
-    status: r.status as MessageStatus,
-    replyId: r.reply_id as string | null,
-    replyTo: r.reply_to as string | null,
-    citations: (r.citations as Message['citations']) ?? [],
-    model: r.model as string,
-    error: r.error as string,
-    createdAt: r.created_at as Date,
-    position: Number(r.pos),
-  });
   const getSession = async (ownerId: string, id: string) => {
     const rows = await sequelize.query<Record<string, unknown>>('select * from session.sessions where id = :id and owner_id = :owner', { replacements: { id, owner: ownerId }, type: QueryTypes.SELECT });
     return rows[0] ? toSession(rows[0]) : undefined;
@@ -75,7 +61,7 @@ export function previousGetConversationWindow(sequelize: Sequelize) {
       });
       olderUncovered = Number(count[0]?.n ?? 0);
     }
-    return { summary, messages: rows.reverse().map(toMessage), olderUncovered };
+    return { summary, messages: rows.reverse().map(rowToMessage), olderUncovered };
   };
   return async (req: sessionV1.GetConversationWindowRequest): Promise<sessionV1.GetConversationWindowResponse> => {
     if (!req.ownerId) throw AppError.invalid('owner_id is required', { owner_id: 'is required' });
