@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 import { eventsV1, sessionV1 } from '@chat/contracts';
 import { encodeEvent, Topics } from '@chat/events';
+import { AppError } from '@chat/errors';
 import { ALICE_KEY, testServer } from './harness.js';
 
 type Server = Awaited<ReturnType<typeof testServer>>;
@@ -136,6 +137,33 @@ describe('gateway OpenAI-compatible API: one call to create and send', () => {
     };
     assert.equal(await streamText('gap'), 'Hello about gap');
     assert.equal(await plainText('gap plain'), 'Hello about gap plain');
+  });
+
+  it('names a message the session service refuses as the client sent it (messages.<n>), not by the service’s own field names', async () => {
+    const refused = async (fields: Record<string, string>, messages: OpenAI.Chat.ChatCompletionMessageParam[]) => {
+      around = async () => {
+        throw AppError.invalid('refused', fields);
+      };
+      const err = await openai.chat.completions.create({ model: personaId, messages }).then(
+        () => assert.fail('the completion was accepted'),
+        (e: unknown) => e as InstanceType<typeof OpenAI.APIError>,
+      );
+      assert.equal(err.status, 400);
+      return err;
+    };
+    const nul = 'must not contain NUL (\u0000) characters';
+    // The last message is the session's first message.
+    const last = await refused({ 'first_message.content': nul }, [{ role: 'user', content: 'earlier' }, { role: 'assistant', content: 'answer' }, { role: 'user', content: 'now' }]);
+    assert.equal(last.param, 'messages.2.content');
+    assert.deepEqual((last.error as { details: unknown }).details, { fields: { 'messages.2.content': nul } });
+    // History turn 1 is messages[2]: the empty messages[1] is not part of the history.
+    const earlier = await refused({ 'history.1.content': nul }, [
+      { role: 'user', content: 'first' },
+      { role: 'assistant', content: '' },
+      { role: 'user', content: 'second' },
+      { role: 'user', content: 'now' },
+    ]);
+    assert.equal(earlier.param, 'messages.2.content');
   });
 
   it('falls back to SendMessage when the session service ignores first_message (older version during a rolling update)', async () => {

@@ -151,22 +151,43 @@ async function resolveModel(deps: GatewayDeps, ownerId: string, model: string): 
   return matches[0]!.id;
 }
 
-/** splitMessages turns OpenAI messages into the seed history and the new user message. */
-function splitMessages(messages: CompletionBody['messages']): { history: Array<{ role: sessionV1.Role; content: string }>; content: string } {
+/**
+ * splitMessages turns OpenAI messages into the seed history and the new user message;
+ * `historyAt[i]` is the index in `messages` of history turn i (empty messages are left out).
+ */
+function splitMessages(messages: CompletionBody['messages']): { history: Array<{ role: sessionV1.Role; content: string }>; content: string; historyAt: number[] } {
   const last = messages[messages.length - 1]!;
   const content = textOf(last.content);
   if (last.role !== 'user' || !content.trim()) {
     throw AppError.invalid('the last message must be a non-empty user message', { [`messages.${messages.length - 1}`]: 'must be a user message with content' });
   }
-  const history = messages.slice(0, -1).flatMap((m) => {
+  const historyAt: number[] = [];
+  const history = messages.slice(0, -1).flatMap((m, i) => {
     const text = textOf(m.content);
     if (!text.trim()) return [];
+    historyAt.push(i);
     // The persona's own system prompt stays the system prompt; a client's system/developer message
     // is kept in the conversation as a labelled user turn (docs/decisions/0017).
     if (m.role === 'system' || m.role === 'developer') return [{ role: sessionV1.Role.ROLE_USER, content: `[${m.role} message from the client] ${text}` }];
     return [{ role: m.role === 'user' ? sessionV1.Role.ROLE_USER : sessionV1.Role.ROLE_ASSISTANT, content: text }];
   });
-  return { history, content };
+  return { history, content, historyAt };
+}
+
+/**
+ * inRequestTerms names the fields of the session service's refusal as the client sent them: its
+ * `history.<i>.*` and `first_message.*` are `messages.<n>.*` of the completion request.
+ */
+function inRequestTerms(err: AppError, last: number, historyAt: number[]): AppError {
+  const fields = (err.details as { fields?: Record<string, string> } | undefined)?.fields;
+  if (!fields) return err;
+  const renamed = Object.entries(fields).map(([k, v]): [string, string] => {
+    const h = /^history\.(\d+)\.(.+)$/.exec(k);
+    if (h && historyAt[Number(h[1])] !== undefined) return [`messages.${historyAt[Number(h[1])]}.${h[2]}`, v];
+    if (k.startsWith('first_message.')) return [`messages.${last}.${k.slice('first_message.'.length)}`, v];
+    return [k, v];
+  });
+  return AppError.invalid('a message is not valid', Object.fromEntries(renamed));
 }
 
 /** A reply's frames as they arrive: the delta texts and the final frame. */
@@ -276,7 +297,7 @@ export function openaiRoutes(app: FastifyInstance, deps: GatewayDeps, hub: Socke
   app.post('/chat/completions', { schema: { body: completionBody, response: { 200: completionSchema, '4xx': errorSchema } } }, async (req, reply) => {
     const body = req.body as CompletionBody;
     const ownerId = ownerOf(req);
-    const { history, content } = splitMessages(body.messages);
+    const { history, content, historyAt } = splitMessages(body.messages);
     const personaId = await resolveModel(deps, ownerId, body.model);
     // A streamed completion holds one of the owner's stream slots (like a WebSocket) until it ends;
     // taken before anything is created, so a refused request (429 too_many_streams) leaves nothing.
@@ -305,7 +326,8 @@ export function openaiRoutes(app: FastifyInstance, deps: GatewayDeps, hub: Socke
         sub = subscribeReplies(hub, deps, sessionId, ownerId, waiter);
         sent = { messageId: res.messageId, replyId: res.replyId };
       } catch (err) {
-        throw isAppError(err) && err.code === Code.NotFound ? modelNotFound(body.model) : err;
+        if (isAppError(err) && err.code === Code.NotFound) throw modelNotFound(body.model);
+        throw isAppError(err) && err.code === Code.InvalidArgument ? inRequestTerms(err, body.messages.length - 1, historyAt) : err;
       }
       if (!sent.replyId) {
         // A session service that does not know first_message yet (a rolling update) only created the
