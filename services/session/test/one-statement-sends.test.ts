@@ -278,9 +278,12 @@ describe('session service: create+send and send in one statement', function () {
       const a = await send({ ownerId: owner, sessionId, content: 'one' });
       const b = await send({ ownerId: owner, sessionId, content: 'two' });
       assert.deepEqual((await messagesOf(sessionId)).slice(-4).map((m) => m.id), [a.messageId, a.replyId, b.messageId, b.replyId]);
+      // (Their events are out before the next test counts events.)
+      await eventually(() => [a, b].every((r) => published.some((e) => e.messageId === r.messageId)), 'both events are published');
     });
 
     it('answers NOT_FOUND for an unknown, another owner’s or a malformed session id and writes nothing', async () => {
+      await eventually(async () => (await outboxRows()) === 0, 'earlier events are out');
       const before = (await messagesOf(sessionId)).length;
       const eventsBefore = published.length;
       await rejectsWith(send({ ownerId: other, sessionId, content: 'not mine' }), Code.NotFound);
